@@ -1,0 +1,1 @@
+//! TLS material: a private CA, server and client certificates, and rustls configurations.
