@@ -9,6 +9,9 @@
 //! [`iothub_types::SystemProperties`]. Authorization against the connected [`iothub_types::Identity`] is
 //! decided here too, so the MQTT front end never compares topic strings itself. Unknown or foreign topics
 //! are typed errors; nothing here panics on client input.
+//!
+//! Request ids (`$rid`) are kept and written raw, never percent-coded, so a response echoes exactly what
+//! the client sent; they must therefore not contain `&`, `/` or `?` (the SDKs use UUIDs or integers).
 
 #![forbid(unsafe_code)]
 
