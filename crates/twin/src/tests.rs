@@ -3,6 +3,8 @@
 use expect_test::{Expect, expect};
 use serde_json::{Map, Value, json};
 
+mod model;
+
 use crate::{
     AuthenticationType, ConnectionState, IdentityStatus, ServiceTwinUpdate, Twin, TwinChange,
     TwinError, TwinIdentity, TwinSection, TwinTimestamp, parse_json_object,
