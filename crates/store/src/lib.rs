@@ -1,1 +1,33 @@
-//! Durable, checksummed, segment-based append-only log with group commit, byte bounds and TTL reclaim.
+//! Durable, checksummed, segment-based append-only log with group commit, byte bounds and TTL
+//! reclaim. The hub's telemetry event log and the edge hub's per-endpoint store-and-forward
+//! queues are the same mechanism.
+//!
+//! A log is a directory of segment files named by the offset of their first record. Records are
+//! framed with their length, a CRC32, their offset and a timestamp (see [`framing`]). One writer
+//! thread owns the active segment: it takes append requests from a bounded channel in batches,
+//! writes each batch once and calls `fdatasync` once per batch (group commit) before any
+//! appender learns its offset. Opening a log scans its segments, cuts off a torn or corrupt
+//! tail and rebuilds sparse per-segment indexes. Retention only ever deletes whole segments:
+//! by byte bound ([`OverflowPolicy`]), by age ([`LogOptions::time_to_live`]) or below the
+//! acknowledgement cursor of a [`Queue`]. Consumer offsets live in a [`CheckpointStore`] that is
+//! replaced atomically on every commit.
+
+#![forbid(unsafe_code)]
+
+mod checkpoint;
+mod error;
+mod faults;
+pub mod framing;
+mod log;
+mod queue;
+mod segment;
+mod writer;
+
+pub use checkpoint::{CheckpointName, CheckpointStore};
+pub use error::{StoreError, StoreResult};
+pub use faults::{FaultInjector, FileOperation};
+pub use framing::Record;
+pub use log::{LogHandle, LogOptions, LogStats, LogTail, OverflowPolicy, StartPosition, now_ms};
+pub use queue::Queue;
+pub use segment::ReadLimits;
+pub use writer::{AppendRecord, ReclaimReport};

@@ -1,0 +1,455 @@
+//! Segment files on disk: naming, the in-memory description of each segment (with its sparse
+//! index), opening a directory with crash recovery, and reading records back.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{StoreError, StoreResult};
+use crate::faults::FaultHook;
+use crate::framing::{
+    FRAME_HEADER_LENGTH, FrameDecoding, Record, SEGMENT_HEADER_LENGTH, ScanStop, decode_frame,
+    decode_segment_header, encode_segment_header, scan_frames,
+};
+
+/// File name suffix of segment files.
+const SEGMENT_SUFFIX: &str = ".log";
+/// Number of decimal digits in a segment file name.
+const SEGMENT_NAME_DIGITS: usize = 20;
+/// How many bytes recovery and readers fetch per read call.
+const READ_WINDOW_BYTES: usize = 256 * 1024;
+
+/// The path of the segment whose first offset is `base_offset`.
+pub(crate) fn segment_path(directory: &Path, base_offset: u64) -> PathBuf {
+    directory.join(format!(
+        "{base_offset:0width$}{SEGMENT_SUFFIX}",
+        width = SEGMENT_NAME_DIGITS
+    ))
+}
+
+/// Parses a segment file name back into its base offset.
+pub(crate) fn parse_segment_name(file_name: &str) -> Option<u64> {
+    let digits = file_name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != SEGMENT_NAME_DIGITS || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// One sparse index entry: the byte position of the frame holding `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IndexEntry {
+    pub(crate) offset: u64,
+    pub(crate) position: u64,
+}
+
+/// What the log knows about one segment file.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) base_offset: u64,
+    /// One past the last durable record (equal to `base_offset` when the segment is empty).
+    pub(crate) next_offset: u64,
+    /// Bytes of the file that hold the header and durable, valid frames.
+    pub(crate) durable_length: u64,
+    /// The newest timestamp among the segment's records.
+    pub(crate) newest_timestamp_ms: Option<u64>,
+    /// Frame positions every `index_interval_bytes`; the first frame is implicit.
+    pub(crate) sparse_index: Vec<IndexEntry>,
+    pub(crate) reader: Arc<File>,
+    pub(crate) path: PathBuf,
+}
+
+impl Segment {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.next_offset == self.base_offset
+    }
+
+    /// The position of the last indexed frame at or before `offset`.
+    pub(crate) fn start_position_for(&self, offset: u64) -> u64 {
+        let entries_at_or_before = self
+            .sparse_index
+            .partition_point(|entry| entry.offset <= offset);
+        match entries_at_or_before {
+            0 => SEGMENT_HEADER_LENGTH as u64,
+            count => self.sparse_index[count - 1].position,
+        }
+    }
+}
+
+/// The result of opening a log directory.
+pub(crate) struct RecoveredLog {
+    pub(crate) segments: VecDeque<Segment>,
+    /// A read-write handle on the last segment, which becomes the active one.
+    pub(crate) active_file: File,
+    /// The position of the last sparse index entry of the active segment.
+    pub(crate) active_last_indexed_position: u64,
+}
+
+/// Opens (creating when needed) every segment in `directory`, truncating a torn or corrupt tail
+/// of the last segment and rebuilding sparse indexes.
+pub(crate) fn recover_directory(
+    directory: &Path,
+    index_interval_bytes: u64,
+    hooks: &FaultHook,
+) -> StoreResult<RecoveredLog> {
+    let mut base_offsets = list_segment_base_offsets(directory)?;
+    base_offsets.sort_unstable();
+    if base_offsets.is_empty() {
+        let path = segment_path(directory, 0);
+        hooks
+            .create_segment(&path, &encode_segment_header(0))
+            .map_err(|error| StoreError::io("create segment", &path, error))?;
+        hooks
+            .sync_directory(directory)
+            .map_err(|error| StoreError::io("sync directory", directory, error))?;
+        base_offsets.push(0);
+    }
+
+    let mut segments: VecDeque<Segment> = VecDeque::new();
+    let mut active_last_indexed_position = SEGMENT_HEADER_LENGTH as u64;
+    let segment_count = base_offsets.len();
+    for (segment_index, base_offset) in base_offsets.into_iter().enumerate() {
+        let is_last = segment_index + 1 == segment_count;
+        let path = segment_path(directory, base_offset);
+        let file = File::options()
+            .read(true)
+            .write(is_last)
+            .open(&path)
+            .map_err(|error| StoreError::io("open segment", &path, error))?;
+        let mut scanned = scan_segment(&file, &path, base_offset, index_interval_bytes, is_last)?;
+
+        let expected_base = segments.back().map_or(0, |previous| previous.next_offset);
+        if base_offset < expected_base {
+            if scanned.record_count > 0 {
+                return Err(StoreError::Corrupt {
+                    path,
+                    position: 0,
+                    detail: format!(
+                        "segment starts at offset {base_offset} but the previous segment ends at {expected_base}"
+                    ),
+                });
+            }
+            // An empty segment left behind by a roll that failed half-way: it holds nothing.
+            tracing::warn!(path = %path.display(), "removing stray empty segment");
+            drop(file);
+            hooks
+                .remove_file(&path)
+                .map_err(|error| StoreError::io("remove segment", &path, error))?;
+            continue;
+        }
+
+        if is_last {
+            if scanned.needs_header_rewrite {
+                tracing::warn!(path = %path.display(), "rewriting the torn header of the last segment");
+                file.set_len(0)
+                    .and_then(|()| file.write_all_at(&encode_segment_header(base_offset), 0))
+                    .map_err(|error| StoreError::io("rewrite segment header", &path, error))?;
+            }
+            let file_length = file
+                .metadata()
+                .map_err(|error| StoreError::io("stat segment", &path, error))?
+                .len();
+            if file_length != scanned.durable_length {
+                tracing::warn!(
+                    path = %path.display(),
+                    durable_length = scanned.durable_length,
+                    file_length,
+                    "truncating the torn tail of the last segment"
+                );
+                file.set_len(scanned.durable_length)
+                    .map_err(|error| StoreError::io("truncate segment", &path, error))?;
+            }
+            if scanned.needs_header_rewrite || file_length != scanned.durable_length {
+                file.sync_all()
+                    .map_err(|error| StoreError::io("sync segment", &path, error))?;
+            }
+            active_last_indexed_position = scanned.last_indexed_position;
+        }
+
+        let reader =
+            File::open(&path).map_err(|error| StoreError::io("open segment", &path, error))?;
+        segments.push_back(Segment {
+            base_offset,
+            next_offset: base_offset + scanned.record_count,
+            durable_length: scanned.durable_length,
+            newest_timestamp_ms: scanned.newest_timestamp_ms,
+            sparse_index: std::mem::take(&mut scanned.sparse_index),
+            reader: Arc::new(reader),
+            path,
+        });
+        if is_last {
+            return Ok(RecoveredLog {
+                segments,
+                active_file: file,
+                active_last_indexed_position,
+            });
+        }
+    }
+
+    // The last listed segment was a stray and got removed: reopen the one before it for writing.
+    let last = segments
+        .back()
+        .expect("a stray segment always follows a real one");
+    let active_file = File::options()
+        .read(true)
+        .write(true)
+        .open(&last.path)
+        .map_err(|error| StoreError::io("open segment", &last.path, error))?;
+    let active_last_indexed_position = last
+        .sparse_index
+        .last()
+        .map_or(SEGMENT_HEADER_LENGTH as u64, |entry| entry.position);
+    Ok(RecoveredLog {
+        segments,
+        active_file,
+        active_last_indexed_position,
+    })
+}
+
+fn list_segment_base_offsets(directory: &Path) -> StoreResult<Vec<u64>> {
+    let entries = std::fs::read_dir(directory)
+        .map_err(|error| StoreError::io("list directory", directory, error))?;
+    let mut base_offsets = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| StoreError::io("list directory", directory, error))?;
+        if let Some(base_offset) = entry.file_name().to_str().and_then(parse_segment_name) {
+            base_offsets.push(base_offset);
+        }
+    }
+    Ok(base_offsets)
+}
+
+struct SegmentScan {
+    durable_length: u64,
+    record_count: u64,
+    newest_timestamp_ms: Option<u64>,
+    sparse_index: Vec<IndexEntry>,
+    last_indexed_position: u64,
+    needs_header_rewrite: bool,
+}
+
+/// Validates a segment file front to back, window by window.
+fn scan_segment(
+    file: &File,
+    path: &Path,
+    base_offset: u64,
+    index_interval_bytes: u64,
+    is_last: bool,
+) -> StoreResult<SegmentScan> {
+    let file_length = file
+        .metadata()
+        .map_err(|error| StoreError::io("stat segment", path, error))?
+        .len();
+    let mut header = [0u8; SEGMENT_HEADER_LENGTH];
+    let header_length = read_up_to(file, &mut header, 0, path)?;
+    let header_is_valid = match decode_segment_header(&header[..header_length]) {
+        Ok(stored_base) if stored_base == base_offset => true,
+        Ok(stored_base) => {
+            tracing::warn!(path = %path.display(), stored_base, "segment header names another base offset");
+            false
+        }
+        Err(header_error) => {
+            tracing::warn!(path = %path.display(), ?header_error, "invalid segment header");
+            false
+        }
+    };
+    let mut scan = SegmentScan {
+        durable_length: SEGMENT_HEADER_LENGTH as u64,
+        record_count: 0,
+        newest_timestamp_ms: None,
+        sparse_index: Vec::new(),
+        last_indexed_position: SEGMENT_HEADER_LENGTH as u64,
+        needs_header_rewrite: !header_is_valid,
+    };
+    if !header_is_valid {
+        if !is_last {
+            // A sealed segment whose header is damaged: keep it (for byte accounting and so its
+            // offsets stay reserved) but expose no records from it.
+            scan.durable_length = file_length;
+        }
+        return Ok(scan);
+    }
+
+    let mut position = SEGMENT_HEADER_LENGTH as u64;
+    let mut window = Vec::new();
+    loop {
+        if position >= file_length {
+            break;
+        }
+        let remaining = file_length - position;
+        let want = remaining.min(READ_WINDOW_BYTES as u64) as usize;
+        let want = match decode_frame_length_at(file, position, path)? {
+            Some(frame_length) => want.max(frame_length.min(remaining as usize)),
+            None => want,
+        };
+        window.resize(want, 0);
+        let filled = read_up_to(file, &mut window, position, path)?;
+        window.truncate(filled);
+        let expected_offset = base_offset + scan.record_count;
+        let mut last_indexed_position = scan.last_indexed_position;
+        let mut new_entries = Vec::new();
+        let window_scan = scan_frames(&window, expected_offset, |relative_position, frame| {
+            let absolute_position = position + relative_position as u64;
+            if absolute_position - last_indexed_position >= index_interval_bytes {
+                new_entries.push(IndexEntry {
+                    offset: frame.offset,
+                    position: absolute_position,
+                });
+                last_indexed_position = absolute_position;
+            }
+        });
+        scan.sparse_index.extend(new_entries);
+        scan.last_indexed_position = last_indexed_position;
+        scan.record_count += window_scan.record_count;
+        if let Some(newest) = window_scan.newest_timestamp_ms {
+            scan.newest_timestamp_ms =
+                Some(scan.newest_timestamp_ms.map_or(newest, |n| n.max(newest)));
+        }
+        position += window_scan.valid_length as u64;
+        match window_scan.stop_reason {
+            None => {}
+            // The frame straddles the end of this window; the next window starts at it and is
+            // large enough to hold it.
+            Some(ScanStop::TornFrame) if window_scan.valid_length > 0 => {}
+            // A frame that is cut short by the end of the file: a torn write.
+            Some(ScanStop::TornFrame) => break,
+            Some(stop) => {
+                if !is_last {
+                    tracing::warn!(
+                        path = %path.display(),
+                        position,
+                        ?stop,
+                        "sealed segment is damaged; records after this point are unreadable"
+                    );
+                }
+                break;
+            }
+        }
+    }
+    scan.durable_length = position;
+    Ok(scan)
+}
+
+/// Reads the frame header at `position`, if complete, and returns the frame's full length.
+fn decode_frame_length_at(file: &File, position: u64, path: &Path) -> StoreResult<Option<usize>> {
+    let mut header = [0u8; FRAME_HEADER_LENGTH];
+    let filled = read_up_to(file, &mut header, position, path)?;
+    Ok(match decode_frame(&header[..filled]) {
+        FrameDecoding::Incomplete {
+            frame_length: Some(frame_length),
+        } => Some(frame_length),
+        _ => None,
+    })
+}
+
+/// Reads as many bytes as available into `buffer` starting at `position`; returns the count.
+fn read_up_to(file: &File, buffer: &mut [u8], position: u64, path: &Path) -> StoreResult<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read_at(&mut buffer[filled..], position + filled as u64) {
+            Ok(0) => break,
+            Ok(count) => filled += count,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(StoreError::io("read segment", path, error)),
+        }
+    }
+    Ok(filled)
+}
+
+/// A consistent view of one segment that a reader can use without holding the log's lock.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentView {
+    pub(crate) start_position: u64,
+    pub(crate) durable_length: u64,
+    pub(crate) reader: Arc<File>,
+    pub(crate) path: PathBuf,
+}
+
+/// Limits on how much one read returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// At most this many records.
+    pub max_records: usize,
+    /// At most this many payload bytes, except that the first record is always returned.
+    pub max_bytes: usize,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        ReadLimits {
+            max_records: 1024,
+            max_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Reads records with offsets at or after `from_offset` from the given segment views.
+pub(crate) fn read_records(
+    views: &[SegmentView],
+    from_offset: u64,
+    limits: ReadLimits,
+) -> StoreResult<Vec<Record>> {
+    let mut records = Vec::new();
+    let mut payload_bytes = 0usize;
+    let max_records = limits.max_records.max(1);
+    let mut window = Vec::new();
+    for view in views {
+        let mut position = view.start_position;
+        while position < view.durable_length {
+            let remaining = view.durable_length - position;
+            let mut want = remaining.min(READ_WINDOW_BYTES as u64) as usize;
+            if let Some(frame_length) = decode_frame_length_at(&view.reader, position, &view.path)?
+            {
+                want = want.max(frame_length.min(remaining as usize));
+            }
+            window.resize(want, 0);
+            let filled = read_up_to(&view.reader, &mut window, position, &view.path)?;
+            let mut cursor = 0usize;
+            while cursor < filled {
+                match decode_frame(&window[cursor..filled]) {
+                    FrameDecoding::Complete(frame) => {
+                        if frame.offset >= from_offset {
+                            let exceeds_bytes =
+                                payload_bytes + frame.payload.len() > limits.max_bytes;
+                            if !records.is_empty() && exceeds_bytes {
+                                return Ok(records);
+                            }
+                            payload_bytes += frame.payload.len();
+                            records.push(frame.to_record());
+                            if records.len() >= max_records {
+                                return Ok(records);
+                            }
+                        }
+                        cursor += frame.frame_length;
+                    }
+                    FrameDecoding::Incomplete { .. } if cursor > 0 => break,
+                    FrameDecoding::Incomplete { .. } => {
+                        return Err(StoreError::Corrupt {
+                            path: view.path.clone(),
+                            position: position + cursor as u64,
+                            detail: "frame extends past the durable end of the segment".to_owned(),
+                        });
+                    }
+                    FrameDecoding::Corrupt(corruption) => {
+                        return Err(StoreError::Corrupt {
+                            path: view.path.clone(),
+                            position: position + cursor as u64,
+                            detail: format!("{corruption:?}"),
+                        });
+                    }
+                }
+            }
+            if filled == 0 {
+                return Err(StoreError::Corrupt {
+                    path: view.path.clone(),
+                    position,
+                    detail: "segment is shorter than its durable length".to_owned(),
+                });
+            }
+            position += cursor as u64;
+        }
+    }
+    Ok(records)
+}

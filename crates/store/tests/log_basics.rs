@@ -1,0 +1,207 @@
+//! Behaviour of one log through its public handle: append, group commit, read, tail, reopen.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use store::{LogHandle, LogOptions, ReadLimits, StartPosition, StoreError};
+
+fn small_segments() -> LogOptions {
+    LogOptions {
+        segment_max_bytes: 256,
+        index_interval_bytes: 64,
+        ..LogOptions::default()
+    }
+}
+
+fn payload(index: u64) -> Bytes {
+    Bytes::from(format!("message number {index}"))
+}
+
+async fn read_all(log: &LogHandle, from_offset: u64) -> Vec<(u64, Bytes)> {
+    let mut records = Vec::new();
+    let mut next_offset = from_offset;
+    loop {
+        let batch = log
+            .read_from(
+                next_offset,
+                ReadLimits {
+                    max_records: 7,
+                    max_bytes: 1024,
+                },
+            )
+            .await
+            .unwrap();
+        let Some(last) = batch.last() else {
+            return records;
+        };
+        next_offset = last.offset + 1;
+        records.extend(
+            batch
+                .into_iter()
+                .map(|record| (record.offset, record.payload)),
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_get_consecutive_offsets_and_read_back_across_segments() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = LogHandle::open(directory.path(), small_segments())
+        .await
+        .unwrap();
+    for index in 0..50 {
+        assert_eq!(
+            log.append_at(payload(index), 1_000 + index).await.unwrap(),
+            index
+        );
+    }
+    let batch = log
+        .append_batch(vec![payload(50), payload(51), payload(52)])
+        .await
+        .unwrap();
+    assert_eq!(batch, 50..53);
+    let stats = log.stats();
+    assert!(stats.segment_count > 5, "{stats:?}");
+    assert_eq!(stats.next_offset, 53);
+
+    let records = read_all(&log, 0).await;
+    assert_eq!(records.len(), 53);
+    for (index, (offset, bytes)) in records.iter().enumerate() {
+        assert_eq!(*offset, index as u64);
+        assert_eq!(*bytes, payload(index as u64));
+    }
+    // Reading from the middle of a segment uses the sparse index and skips earlier records.
+    let from_middle = read_all(&log, 37).await;
+    assert_eq!(from_middle.first().unwrap().0, 37);
+    assert_eq!(from_middle.len(), 16);
+    assert!(
+        log.read_from(53, ReadLimits::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    log.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopen_keeps_records_and_continues_offsets() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = LogHandle::open(directory.path(), small_segments())
+        .await
+        .unwrap();
+    for index in 0..20 {
+        log.append(payload(index)).await.unwrap();
+    }
+    log.close().await.unwrap();
+    assert!(matches!(
+        log.append(payload(99)).await,
+        Err(StoreError::Closed)
+    ));
+
+    let reopened = LogHandle::open(directory.path(), small_segments())
+        .await
+        .unwrap();
+    assert_eq!(reopened.stats().next_offset, 20);
+    assert_eq!(reopened.append(payload(20)).await.unwrap(), 20);
+    let records = read_all(&reopened, 0).await;
+    assert_eq!(records.len(), 21);
+    assert_eq!(records[20], (20, payload(20)));
+    reopened.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_can_be_open_only_once() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = LogHandle::open(directory.path(), LogOptions::default())
+        .await
+        .unwrap();
+    let second = LogHandle::open(directory.path(), LogOptions::default()).await;
+    assert!(
+        matches!(second, Err(StoreError::AlreadyOpen { .. })),
+        "{second:?}"
+    );
+    log.close().await.unwrap();
+    let third = LogHandle::open(directory.path(), LogOptions::default())
+        .await
+        .unwrap();
+    third.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appenders_are_group_committed_in_order() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = LogHandle::open(directory.path(), small_segments())
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for appender in 0..8u64 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut offsets = Vec::new();
+            for index in 0..25u64 {
+                let offset = log
+                    .append(Bytes::from(format!("{appender}:{index}")))
+                    .await
+                    .unwrap();
+                offsets.push(offset);
+            }
+            offsets
+        }));
+    }
+    let mut every_offset = Vec::new();
+    for task in tasks {
+        let offsets = task.await.unwrap();
+        assert!(offsets.windows(2).all(|pair| pair[0] < pair[1]));
+        every_offset.extend(offsets);
+    }
+    every_offset.sort_unstable();
+    assert_eq!(every_offset, (0..200).collect::<Vec<_>>());
+    let records = read_all(&log, 0).await;
+    assert_eq!(records.len(), 200);
+    log.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_wakes_up_when_records_arrive() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = LogHandle::open(directory.path(), LogOptions::default())
+        .await
+        .unwrap();
+    log.append(payload(0)).await.unwrap();
+    let mut tail = log.tail(StartPosition::End);
+    assert_eq!(tail.next_offset(), 1);
+    let reader = tokio::spawn(async move {
+        let records = tail.next_batch(ReadLimits::default()).await.unwrap();
+        records
+            .into_iter()
+            .map(|record| record.offset)
+            .collect::<Vec<_>>()
+    });
+    tokio::task::yield_now().await;
+    log.append(payload(1)).await.unwrap();
+    let offsets = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(offsets, vec![1]);
+    assert_eq!(log.resolve(StartPosition::Start), 0);
+    assert_eq!(log.resolve(StartPosition::Offset(1_000)), 2);
+    log.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_records_are_refused_without_harming_the_batch() {
+    let directory = tempfile::tempdir().unwrap();
+    let options = LogOptions {
+        max_record_bytes: 16,
+        ..LogOptions::default()
+    };
+    let log = LogHandle::open(directory.path(), options).await.unwrap();
+    let refused = log.append(Bytes::from(vec![0u8; 17])).await;
+    assert!(
+        matches!(refused, Err(StoreError::RecordTooLarge { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(log.append(Bytes::from_static(b"fits")).await.unwrap(), 0);
+    log.close().await.unwrap();
+}
