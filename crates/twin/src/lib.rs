@@ -9,6 +9,26 @@
 //!
 //! It knows nothing of the registry, MQTT, HTTP, storage engines or clocks: registry fields
 //! come in through [`TwinIdentity`], time through [`TwinTimestamp`] arguments.
+//!
+//! Typical use: parse a body ([`parse_json_object`] for MQTT reported patches,
+//! [`ServiceTwinUpdate::parse`] for REST), check preconditions ([`Twin::check_if_match`],
+//! [`Twin::check_section_version`]), apply it ([`Twin::apply_reported_patch`],
+//! [`Twin::apply_service_patch`], [`Twin::apply_service_replace`], [`Twin::apply`]), persist
+//! [`Twin::to_storage_json`], then fan out the returned [`TwinChange`]
+//! ([`TwinChange::desired_notification_body`], [`TwinChange::change_event_body`]).
+//!
+//! Decisions where IoT Hub's behaviour is not documented (each is deliberate):
+//! - A new twin has `version` 2, etag `AAAAAAAAAAE=` and both sections at `$version` 1 with a
+//!   bare `$lastUpdated`, as Azure's published samples of freshly created twins show.
+//! - Every applied write bumps `version` once, even an empty patch; a write touching tags and
+//!   desired properties together bumps `desired.$version` once and the etag once.
+//! - The device twin GET document omits `$metadata` (optional per the wire notes; SDKs ignore it).
+//! - `PUT` (replace) leaves a section the body does not mention unchanged instead of emptying it,
+//!   and gives every node of a replaced section fresh metadata.
+//! - Keys may not be empty and may not contain `$` at any depth; `$metadata` and `$version` at the
+//!   top of a service-side section are dropped so a fetched twin can be written back unchanged.
+//! - Arrays are leaves for metadata, count as a nesting level for the depth limit, and `null`
+//!   (which survives only inside arrays) counts 0 bytes in the size accounting.
 
 mod error;
 mod etag;

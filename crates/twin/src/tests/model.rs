@@ -326,3 +326,80 @@ proptest! {
         prop_assert_eq!(restored, twin);
     }
 }
+
+/// Any JSON value at all: arbitrary keys (dots, `$`, spaces, control characters, long text),
+/// integers of any size and nesting beyond the depth limit.
+fn arbitrary_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_map(|float| Number::from_f64(float).map_or(Value::Null, Value::Number)),
+        ".{0,8}".prop_map(Value::String),
+        (4090usize..4100).prop_map(|length| Value::String("x".repeat(length))),
+    ];
+    let key = prop_oneof![4 => key(), 1 => ".{0,4}", 1 => (1020usize..1030).prop_map(|length| "k".repeat(length))];
+    leaf.prop_recursive(14, 64, 3, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+            prop::collection::btree_map(key.clone(), inner, 0..3)
+                .prop_map(|entries| Value::Object(entries.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Whatever a client sends, a write either succeeds and keeps every invariant, or fails
+    /// and leaves the twin exactly as it was. Nothing panics.
+    #[test]
+    fn arbitrary_writes_keep_invariants(values in prop::collection::vec(arbitrary_json(), 1..5)) {
+        let mut twin = Twin::new(time(0));
+        for (index, value) in values.into_iter().enumerate() {
+            let before = twin.clone();
+            let body = value.to_string();
+            let outcome = match index % 3 {
+                0 => crate::parse_json_object(body.as_bytes(), "reported patch")
+                    .and_then(|patch| twin.apply_reported_patch(patch, time(index + 1))),
+                1 => crate::ServiceTwinUpdate::parse(body.as_bytes())
+                    .and_then(|update| twin.apply_service_patch(update, time(index + 1))),
+                _ => crate::ServiceTwinUpdate::from_json(serde_json::json!({"tags": value, "properties": {"desired": value}}))
+                    .and_then(|update| twin.apply_service_replace(update, time(index + 1))),
+            };
+            match outcome {
+                Ok(_) => {
+                    prop_assert_eq!(twin.version(), before.version() + 1);
+                    let desired = Value::Object(twin.desired().content().clone());
+                    let reported = Value::Object(twin.reported().content().clone());
+                    prop_assert!(twin.desired().metadata().describes(&desired));
+                    prop_assert!(twin.reported().metadata().describes(&reported));
+                    let restored = Twin::from_storage_json(&twin.to_storage_json());
+                    prop_assert_eq!(restored.as_ref(), Ok(&twin));
+                }
+                Err(_) => prop_assert_eq!(&twin, &before),
+            }
+        }
+    }
+
+    /// Arbitrary bytes never panic the body parsers.
+    #[test]
+    fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..64)) {
+        let _ = crate::parse_json_object(&body, "patch");
+        let _ = crate::ServiceTwinUpdate::parse(&body);
+        let _ = Twin::from_storage_json(&String::from_utf8_lossy(&body));
+    }
+
+    /// A quoted or bare etag always satisfies `If-Match` for its own twin, and never for
+    /// another counter.
+    #[test]
+    fn etag_matches_only_itself(counter in any::<u64>(), other in any::<u64>()) {
+        let etag = crate::TwinEtag::from_counter(counter).to_string();
+        let other_etag = crate::TwinEtag::from_counter(other).to_string();
+        let quoted = format!("\"{etag}\"");
+        prop_assert!(crate::check_if_match(Some(&quoted), &etag).is_ok());
+        prop_assert!(crate::check_if_match(Some(&etag), &etag).is_ok());
+        prop_assert_eq!(crate::check_if_match(Some(&other_etag), &etag).is_ok(), counter == other);
+    }
+}
