@@ -1,1 +1,51 @@
 //! The IoT Hub query language: twin queries, routing conditions and edge route statements (pure, no I/O).
+//!
+//! One hand-written lexer and Pratt parser produce one syntax tree, which one evaluator runs in
+//! three settings:
+//!
+//! - [`Query`]: `SELECT ... FROM devices | devices.modules [WHERE ...] [GROUP BY ...]` over twin
+//!   JSON documents, returning full twins, projected rows or aggregated rows;
+//! - [`TwinCondition`]: the `WHERE` part alone, as used by configuration `targetCondition` and
+//!   job `queryCondition`;
+//! - [`Condition`]: message-routing conditions over a caller-supplied [`MessageView`] (system
+//!   properties, application properties, `$body` and `$twin`), compiled once and evaluated many
+//!   times without allocating;
+//! - [`Route`]: edge hub route statements `FROM /messages/... [WHERE ...] INTO ...`.
+//!
+//! **Architecture invariant:** this crate performs no I/O and never panics on any input text;
+//! input length ([`MAX_SOURCE_LENGTH`]) and nesting depth ([`MAX_NESTING_DEPTH`]) are bounded.
+//! Errors are [`ParseError`]s with a byte [`Span`] and a caret diagram from [`ParseError::render`].
+
+#![forbid(unsafe_code)]
+
+pub mod ast;
+mod error;
+mod eval;
+mod functions;
+mod fuzz_support;
+mod lexer;
+mod message;
+mod parser;
+mod route;
+mod twin_query;
+mod value;
+
+pub use error::{ParseError, ParseErrorKind, Span};
+pub use functions::Function;
+#[doc(hidden)]
+pub use fuzz_support::fuzz_one_input;
+pub use message::{
+    Condition, ConditionOutcome, MessageView, SimpleMessage, SystemProperty, decode_json_body,
+};
+pub use route::{MessageSource, Route, RouteSink, RouteSource};
+pub use twin_query::{
+    Aggregate, Collection, ItemType, Projection, Query, SelectClause, SelectItem, TwinCondition,
+};
+pub use value::Value;
+
+/// The longest accepted query, condition or route text, in bytes.
+pub const MAX_SOURCE_LENGTH: usize = 128 * 1024;
+
+/// The deepest accepted nesting of parentheses, arrays, calls and unary operators, and the
+/// greatest height of an expression tree (`AND`/`OR` chains count once, however long).
+pub const MAX_NESTING_DEPTH: usize = 64;
