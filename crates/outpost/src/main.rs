@@ -1,4 +1,11 @@
 //! The `outpost` binary: command-line parsing and wiring. All logic lives in the library crates.
+//!
+//! `outpost hub serve` runs the cloud hub; the management commands (`device`, `module`, `twin`, `method`,
+//! `c2d`, `monitor`, `query`) talk to a running hub over its service REST API with a shared access policy.
+
+mod manage;
+mod serve;
+mod service_client;
 
 use clap::{Parser, Subcommand};
 
@@ -11,15 +18,51 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run and manage the cloud hub.
-    Hub,
-    /// Run and manage the edge runtime on a device.
-    Edge,
+    /// Run the cloud hub.
+    #[command(subcommand)]
+    Hub(HubCommand),
+    /// Manage device identities.
+    Device(manage::DeviceArgs),
+    /// Manage module identities.
+    Module(manage::ModuleArgs),
+    /// Show and update device and module twins.
+    Twin(manage::TwinArgs),
+    /// Invoke direct methods.
+    Method(manage::MethodArgs),
+    /// Send cloud-to-device messages.
+    C2d(manage::C2dArgs),
+    /// Watch what devices send.
+    Monitor(manage::MonitorArgs),
+    /// Run an IoT Hub query, e.g. `outpost query "SELECT * FROM devices WHERE tags.env = 'prod'"`.
+    Query(manage::QueryArgs),
+}
+
+#[derive(Subcommand)]
+enum HubCommand {
+    /// Serve devices (MQTT over TLS and WebSocket) and services (HTTPS REST) from one data directory.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Hub | Command::Edge => anyhow::bail!("not yet available"),
-    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OUTPOST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Hub(HubCommand::Serve(args)) => serve::run(args).await,
+            Command::Device(command) => manage::device(command).await,
+            Command::Module(command) => manage::module(command).await,
+            Command::Twin(command) => manage::twin(command).await,
+            Command::Method(command) => manage::method(command).await,
+            Command::C2d(command) => manage::c2d(command).await,
+            Command::Monitor(command) => manage::monitor(command).await,
+            Command::Query(args) => manage::query(args).await,
+        }
+    })
 }

@@ -1,0 +1,181 @@
+//! `outpost hub serve`: configuration, first-start material (CA, server certificate, owner policy) and wiring.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Deserialize;
+
+/// Command-line options; each one overrides the same key of the TOML config file.
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML file with any of: data_dir, hostname, mqtt_addr, https_addr, cert_file, key_file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where the registry, twins, queues and telemetry log live [default: ./outpost-data/hub].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The name devices and services use for this hub (certificate SAN, SAS resource) [default: localhost].
+    #[arg(long)]
+    hostname: Option<String>,
+    /// MQTT over TLS listen address [default: 0.0.0.0:8883].
+    #[arg(long)]
+    mqtt_addr: Option<SocketAddr>,
+    /// HTTPS listen address: service REST API and MQTT over WebSocket [default: 0.0.0.0:443].
+    #[arg(long)]
+    https_addr: Option<SocketAddr>,
+    /// Serve this certificate chain (PEM) instead of the one issued by the hub's own CA.
+    #[arg(long, requires = "key_file")]
+    cert_file: Option<PathBuf>,
+    /// Private key (PEM) for --cert-file.
+    #[arg(long, requires = "cert_file")]
+    key_file: Option<PathBuf>,
+}
+
+/// The config file's shape; unknown keys are refused so typos do not pass silently.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    hostname: Option<String>,
+    mqtt_addr: Option<SocketAddr>,
+    https_addr: Option<SocketAddr>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+}
+
+/// The resolved configuration: defaults, then the file, then the command line.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub data_dir: PathBuf,
+    pub hostname: String,
+    pub mqtt_addr: SocketAddr,
+    pub https_addr: SocketAddr,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl HubConfig {
+    fn resolve(args: ServeArgs) -> anyhow::Result<HubConfig> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("config file {} is not valid", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let config = HubConfig {
+            data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("outpost-data/hub")),
+            hostname: args.hostname.or(file.hostname).unwrap_or_else(|| "localhost".to_owned()),
+            mqtt_addr: args.mqtt_addr.or(file.mqtt_addr).unwrap_or_else(|| "0.0.0.0:8883".parse().expect("literal")),
+            https_addr: args.https_addr.or(file.https_addr).unwrap_or_else(|| "0.0.0.0:443".parse().expect("literal")),
+            cert_file: args.cert_file.or(file.cert_file),
+            key_file: args.key_file.or(file.key_file),
+        };
+        if config.cert_file.is_some() != config.key_file.is_some() {
+            bail!("cert_file and key_file must be given together");
+        }
+        iothub_auth::HostName::new(&config.hostname)
+            .with_context(|| format!("hostname `{}` is not a valid host name", config.hostname))?;
+        Ok(config)
+    }
+}
+
+/// The CA and server certificate the hub presents, created on first start and reused afterwards.
+pub struct ServerMaterial {
+    pub ca_pem_path: PathBuf,
+    pub server: tls::IssuedCertificate,
+}
+
+/// Loads or creates `DATA_DIR/ca.pem` (+ key) and a server certificate covering the hostname and listen IPs.
+///
+/// The server certificate is re-issued at every start from the stored CA, so a changed hostname or listen address
+/// is covered without any manual step.
+pub fn server_material(config: &HubConfig) -> anyhow::Result<ServerMaterial> {
+    let ca_pem_path = config.data_dir.join("ca.pem");
+    if let (Some(cert_file), Some(key_file)) = (&config.cert_file, &config.key_file) {
+        let chain = tls::certificates_from_pem(&read(cert_file)?, &cert_file.display().to_string())?;
+        let private_key = tls::private_key_from_pem(&read(key_file)?, &key_file.display().to_string())?;
+        if !ca_pem_path.exists() {
+            // Publish the user's chain root so clients have one file to trust.
+            let last = chain.last().cloned().into_iter().collect::<Vec<_>>();
+            write_private(&ca_pem_path, tls::certificates_to_pem(&last).as_bytes())?;
+        }
+        return Ok(ServerMaterial { ca_pem_path, server: tls::IssuedCertificate { chain, private_key } });
+    }
+    let ca_key_path = config.data_dir.join("ca.key.pem");
+    let authority = if ca_pem_path.exists() && ca_key_path.exists() {
+        tls::CertificateAuthority::from_pem(&read(&ca_pem_path)?, &read(&ca_key_path)?)
+            .context("the stored hub CA cannot be loaded")?
+    } else {
+        let authority = tls::CertificateAuthority::generate(
+            &format!("Outpost hub CA for {}", config.hostname),
+            tls::CertificateValidity::days_from_now(3650),
+        )?;
+        write_private(&ca_key_path, authority.private_key_pem().as_bytes())?;
+        write_private(&ca_pem_path, authority.certificate_pem().as_bytes())?;
+        authority
+    };
+    let mut ip_addresses: Vec<IpAddr> = Vec::new();
+    let mut dns_names = vec![config.hostname.clone()];
+    if let Ok(ip) = config.hostname.parse::<IpAddr>() {
+        ip_addresses.push(ip);
+        dns_names.clear();
+    }
+    for addr in [config.mqtt_addr, config.https_addr] {
+        let ip = addr.ip();
+        if ip.is_unspecified() {
+            for loopback in ["127.0.0.1".parse().expect("literal"), "::1".parse().expect("literal")] {
+                if !ip_addresses.contains(&loopback) {
+                    ip_addresses.push(loopback);
+                }
+            }
+            if !dns_names.iter().any(|name| name == "localhost") {
+                dns_names.push("localhost".to_owned());
+            }
+        } else if !ip_addresses.contains(&ip) {
+            ip_addresses.push(ip);
+        }
+    }
+    let server = authority.issue_server_certificate(&tls::ServerCertificateRequest {
+        common_name: config.hostname.clone(),
+        dns_names,
+        ip_addresses,
+        validity: tls::CertificateValidity::days_from_now(365),
+    })?;
+    Ok(ServerMaterial { ca_pem_path, server })
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Writes a file readable only by its owner (keys and connection strings are secrets).
+pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = HubConfig::resolve(args)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let material = server_material(&config)?;
+    let _ = material;
+    bail!("hub serving is being wired")
+}

@@ -1,0 +1,245 @@
+"""Scenarios that drive a running Outpost hub with the official Azure IoT Python SDKs, unchanged.
+
+Each scenario is a function run as `python scenarios.py <name> [args...]`. The Rust integration tests in
+crates/outpost/tests/ start the real `outpost` binary, then run one scenario and check its JSON output (one
+object on the last line of stdout). A scenario raises (non-zero exit) on any failed expectation.
+
+Environment, set by the Rust harness:
+- OUTPOST_HUB_CS: the hub owner connection string (HostName is the address the hub listens on).
+- OUTPOST_CA_FILE: the hub CA in PEM; REQUESTS_CA_BUNDLE points there too for the service SDK.
+"""
+
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+
+from azure.iot.device import IoTHubDeviceClient, IoTHubModuleClient, Message, MethodResponse
+from azure.iot.device import exceptions as device_errors
+from azure.iot.hub import IoTHubRegistryManager
+from azure.iot.hub.models import CloudToDeviceMethod, QuerySpecification, Twin, TwinProperties
+
+HUB_CS = os.environ["OUTPOST_HUB_CS"]
+CA_PEM = open(os.environ["OUTPOST_CA_FILE"]).read()
+HOST = dict(p.split("=", 1) for p in HUB_CS.split(";"))["HostName"]
+WAIT = 20.0
+
+
+def registry():
+    return IoTHubRegistryManager.from_connection_string(HUB_CS)
+
+
+def create_device(rm, device_id, edge=False):
+    device = rm.create_device_with_sas(device_id, None, None, "enabled", iot_edge=edge)
+    key = device.authentication.symmetric_key.primary_key
+    assert key, "hub must generate keys when none are given"
+    return device, f"HostName={HOST};DeviceId={device_id};SharedAccessKey={key}"
+
+
+def device_client(cs, websockets=False, **kwargs):
+    return IoTHubDeviceClient.create_from_connection_string(
+        cs, server_verification_cert=CA_PEM, websockets=websockets, connection_retry=False, **kwargs
+    )
+
+
+def expect(condition, what):
+    if not condition:
+        raise AssertionError(what)
+
+
+def wait_for(event, what):
+    if not event.wait(WAIT):
+        raise AssertionError(f"timed out waiting for {what}")
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def telemetry(device_id, count, transport="tls"):
+    """Creates a device and sends `count` messages with custom properties; the harness reads them back."""
+    rm = registry()
+    _, cs = create_device(rm, device_id)
+    client = device_client(cs, websockets=(transport == "ws"))
+    client.connect()
+    for i in range(int(count)):
+        msg = Message(json.dumps({"i": i, "temp": 20 + i % 7}))
+        msg.message_id = f"m-{i}"
+        msg.correlation_id = "corr 1"
+        msg.content_type = "application/json"
+        msg.content_encoding = "utf-8"
+        msg.custom_properties["index"] = str(i)
+        msg.custom_properties["alert"] = "high temp" if i % 2 else "ok&=/%"
+        client.send_message(msg)
+    client.shutdown()
+    return {"sent": int(count), "deviceId": device_id}
+
+
+def twin_and_methods(transport="tls"):
+    """Desired patch reaches the device; reported patch shows in the service twin; a method round-trips."""
+    rm = registry()
+    device_id = unique("twin")
+    _, cs = create_device(rm, device_id)
+    client = device_client(cs, websockets=(transport == "ws"))
+    patches = []
+    got_patch = threading.Event()
+
+    def on_patch(patch):
+        patches.append(patch)
+        got_patch.set()
+
+    def on_method(request):
+        payload = {"echo": request.payload, "name": request.name}
+        client.send_method_response(MethodResponse.create_from_method_request(request, 201, payload))
+
+    client.on_twin_desired_properties_patch_received = on_patch
+    client.on_method_request_received = on_method
+    client.connect()
+
+    twin = rm.get_twin(device_id)
+    rm.update_twin(device_id, Twin(properties=TwinProperties(desired={"fan": "on", "cfg": {"freq": 30}})), twin.etag)
+    wait_for(got_patch, "desired patch")
+    expect(patches[0]["fan"] == "on" and patches[0]["cfg"]["freq"] == 30, f"patch content {patches}")
+    expect(isinstance(patches[0]["$version"], int), "desired patch carries $version")
+
+    device_twin = client.get_twin()
+    expect(device_twin["desired"]["fan"] == "on", f"device twin {device_twin}")
+    client.patch_twin_reported_properties({"firmware": "1.2.3", "conn": {"type": "wifi"}})
+    client.patch_twin_reported_properties({"conn": {"type": None, "rssi": -40}})
+    service_twin = rm.get_twin(device_id)
+    reported = service_twin.properties.reported
+    expect(reported["firmware"] == "1.2.3", f"reported {reported}")
+    expect(reported["conn"] == {"rssi": -40}, f"null deletes: {reported}")
+    expect(reported["$version"] == 3, f"reported version {reported['$version']}")
+
+    result = rm.invoke_device_method(
+        device_id, CloudToDeviceMethod(method_name="reboot", payload={"delay": 3}, response_timeout_in_seconds=10)
+    )
+    expect(result.status == 201, f"method status {result.status}")
+    expect(result.payload == {"echo": {"delay": 3}, "name": "reboot"}, f"method payload {result.payload}")
+    client.shutdown()
+    return {"desiredVersion": patches[0]["$version"], "reportedVersion": reported["$version"], "methodStatus": result.status}
+
+
+def module():
+    """A module identity: telemetry to an output, twin, method."""
+    rm = registry()
+    device_id = unique("modhost")
+    create_device(rm, device_id)
+    mod = rm.create_module_with_sas(device_id, "mod1", None, None, None)
+    key = mod.authentication.symmetric_key.primary_key
+    cs = f"HostName={HOST};DeviceId={device_id};ModuleId=mod1;SharedAccessKey={key}"
+    client = IoTHubModuleClient.create_from_connection_string(cs, server_verification_cert=CA_PEM, connection_retry=False)
+
+    def on_method(request):
+        client.send_method_response(MethodResponse.create_from_method_request(request, 200, {"module": True}))
+
+    client.on_method_request_received = on_method
+    client.connect()
+    client.send_message_to_output(Message("hello from module"), "output1")
+    client.patch_twin_reported_properties({"state": "ready"})
+    twin = rm.get_module_twin(device_id, "mod1")
+    expect(twin.properties.reported["state"] == "ready", f"module twin {twin.properties.reported}")
+    twin = rm.update_module_twin(device_id, "mod1", Twin(properties=TwinProperties(desired={"x": 1})), twin.etag)
+    expect(client.get_twin()["desired"]["x"] == 1, "module desired visible to the module")
+    result = rm.invoke_device_module_method(
+        device_id, "mod1", CloudToDeviceMethod(method_name="ping", payload=None, response_timeout_in_seconds=10)
+    )
+    expect(result.status == 200 and result.payload == {"module": True}, f"module method {result}")
+    client.shutdown()
+    return {"deviceId": device_id, "moduleId": "mod1"}
+
+
+def connect_error(cs, **kwargs):
+    client = device_client(cs, **kwargs)
+    try:
+        client.connect()
+    except Exception as error:  # noqa: BLE001 - the type is the answer
+        return type(error).__name__
+    finally:
+        client.shutdown()
+    return None
+
+
+def refusals():
+    """Disabled device, wrong key and expired token are refused; disabling drops a live connection."""
+    rm = registry()
+    device_id = unique("refuse")
+    device, cs = create_device(rm, device_id)
+    results = {}
+    results["wrongKey"] = connect_error(f"HostName={HOST};DeviceId={device_id};SharedAccessKey=" + "A" * 43 + "=")
+    results["unknownDevice"] = connect_error(f"HostName={HOST};DeviceId=nobody;SharedAccessKey=" + "A" * 43 + "=")
+
+    # A live connection is dropped when the device is disabled, and reconnecting is refused.
+    client = device_client(cs)
+    dropped = threading.Event()
+    client.on_connection_state_change = lambda: (not client.connected) and dropped.set()
+    client.connect()
+    device = rm.get_device(device_id)
+    key = device.authentication.symmetric_key
+    rm.update_device_with_sas(device_id, device.etag, key.primary_key, key.secondary_key, "disabled")
+    wait_for(dropped, "disabled device to be disconnected")
+    client.shutdown()
+    results["disabled"] = connect_error(cs)
+
+    for name, value in results.items():
+        expect(value is not None, f"{name} must be refused")
+    return results
+
+
+def c2d_receive(device_id, count):
+    """Connects as an existing device (created by the harness) and prints the C2D messages it receives."""
+    cs = os.environ["OUTPOST_DEVICE_CS"]
+    client = device_client(cs)
+    received = []
+    done = threading.Event()
+
+    def on_message(message):
+        received.append(
+            {
+                "body": message.data.decode(),
+                "messageId": message.message_id,
+                "correlationId": message.correlation_id,
+                "properties": message.custom_properties,
+            }
+        )
+        if len(received) >= int(count):
+            done.set()
+
+    client.on_message_received = on_message
+    client.connect()
+    wait_for(done, "c2d messages")
+    client.shutdown()
+    return {"deviceId": device_id, "received": received}
+
+
+def query_paging(count):
+    """Creates `count` devices and pages through them with query_iot_hub."""
+    rm = registry()
+    prefix = unique("q")
+    for i in range(int(count)):
+        create_device(rm, f"{prefix}-{i:03}")
+    seen = []
+    token = None
+    pages = 0
+    while True:
+        result = rm.query_iot_hub(QuerySpecification(query="SELECT * FROM devices"), token, 7)
+        pages += 1
+        seen.extend(t.device_id for t in result.items if t.device_id.startswith(prefix))
+        token = result.continuation_token
+        if not token:
+            break
+    expect(len(seen) == int(count) and len(set(seen)) == int(count), f"paged {len(seen)} of {count}")
+    return {"pages": pages, "seen": len(seen)}
+
+
+def main():
+    name, args = sys.argv[1], sys.argv[2:]
+    result = globals()[name](*args)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
