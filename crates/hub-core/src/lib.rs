@@ -1,1 +1,51 @@
 //! The cloud hub's state: identity registry, twins, C2D queues, method dispatch, behind storage traits.
+//!
+//! [`Hub`] owns everything the service API and the MQTT front end share. Registry identities and
+//! twins live behind [`HubStore`] (SQLite through sqlx in [`SqliteStore`]); telemetry lives
+//! behind [`TelemetryLog`] (the `store` crate's durable log in [`FileTelemetryLog`]). The hub
+//! authorizes service requests against shared access policies, authenticates connecting devices,
+//! pushes desired-property patches, direct method requests and C2D messages through the
+//! [`DeviceConnections`] the front end attaches, and matches method responses by request id.
+//! Time comes from a [`Clock`], so expiry is testable. Wire shapes (REST JSON, MQTT topics) are
+//! not here: `hub-api` and `mqtt-frontend` translate.
+
+#![forbid(unsafe_code)]
+
+mod auth;
+mod c2d;
+mod clock;
+mod connections;
+mod error;
+mod hub;
+mod methods;
+mod model;
+mod registry;
+mod storage;
+mod telemetry;
+mod twins;
+
+pub use auth::{
+    AuthMethod, AuthenticatedDevice, DeviceAuthError, DeviceCredential, ServicePrincipal,
+};
+pub use c2d::{C2dAccepted, C2dPurged};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use connections::{C2dDelivery, DeviceConnections, MethodRequest};
+pub use error::{ErrorCode, HubError};
+pub use hub::{Hub, HubLimits, HubOptions, REGISTRY_DATABASE_FILE, TELEMETRY_DIRECTORY};
+pub use methods::{
+    CONNECT_TIMEOUT_RANGE_SECS, DEFAULT_RESPONSE_TIMEOUT, MethodInvocation, MethodResult,
+    RESPONSE_TIMEOUT_RANGE_SECS,
+};
+pub use model::{
+    AccessRight, AccessRights, Authentication, AuthenticationType, ConnectionState, IdentityRecord,
+    IdentityStatus, SharedAccessPolicy, default_policy_rights,
+};
+pub use registry::{AuthenticationSpec, EDGE_SYSTEM_MODULES, IdentitySpec, IdentityView};
+pub use storage::{
+    BoxFuture, DeviceCounts, HubStore, IdentityKey, IdentityScope, QueuedC2dMessage, SqliteStore,
+    StoredIdentity,
+};
+pub use telemetry::{
+    ConsumerStart, FileTelemetryLog, LogRecord, TelemetryConsumer, TelemetryEvent, TelemetryLog,
+};
+pub use twins::TwinWriteMode;

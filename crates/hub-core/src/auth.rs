@@ -1,0 +1,348 @@
+//! Authentication and authorization: service requests signed with a shared access policy, and
+//! devices or modules connecting with SAS tokens (their own key, or a policy with
+//! `DeviceConnect`) or X.509 certificates (self-signed, by thumbprint).
+
+use iothub_auth::{ResourceScope, SasToken, SymmetricKey};
+use iothub_types::Identity;
+use twin::IdentityStatus;
+
+use crate::error::HubError;
+use crate::hub::Hub;
+use crate::model::{AccessRight, Authentication, SharedAccessPolicy};
+
+/// A service caller that passed [`Hub::authorize_service`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePrincipal {
+    /// The policy the token was signed with.
+    pub policy_name: String,
+}
+
+/// What a connecting device or module presents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceCredential<'a> {
+    /// The MQTT password: a `SharedAccessSignature sr=...` token.
+    SasToken(&'a str),
+    /// The TLS client certificate's thumbprints, upper-case hex without separators.
+    X509Thumbprints {
+        /// SHA-1 thumbprint (40 hex digits).
+        sha1: &'a str,
+        /// SHA-256 thumbprint (64 hex digits).
+        sha256: &'a str,
+    },
+}
+
+/// How an identity was authenticated, for `iothub-connection-auth-method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// A token signed with the device's own key.
+    DeviceSas,
+    /// A token signed with the module's own key.
+    ModuleSas,
+    /// A token signed with a shared access policy key (`DeviceConnect`).
+    HubPolicySas,
+    /// A self-signed X.509 certificate matched by thumbprint.
+    X509SelfSigned,
+}
+
+impl AuthMethod {
+    /// The JSON IoT Hub stamps as `iothub-connection-auth-method`.
+    pub fn to_wire(self) -> &'static str {
+        match self {
+            AuthMethod::DeviceSas => r#"{"scope":"device","type":"sas","issuer":"iothub"}"#,
+            AuthMethod::ModuleSas => r#"{"scope":"module","type":"sas","issuer":"iothub"}"#,
+            AuthMethod::HubPolicySas => r#"{"scope":"hub","type":"sas","issuer":"iothub"}"#,
+            AuthMethod::X509SelfSigned => {
+                r#"{"scope":"device","type":"x509Certificate","issuer":"iothub"}"#
+            }
+        }
+    }
+}
+
+/// A device or module allowed to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticatedDevice {
+    /// Who connected.
+    pub identity: Identity,
+    /// How.
+    pub method: AuthMethod,
+    /// The identity's generation id (`iothub-connection-auth-generation-id`).
+    pub generation_id: String,
+    /// Unix seconds at which the SAS token expires, when a token was used.
+    pub token_expiry_unix_secs: Option<u64>,
+}
+
+/// Why a device was refused; the front end maps both to a CONNACK code.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceAuthError {
+    /// Bad, expired or foreign credentials, unknown or disabled identity: CONNACK 5 (not authorized).
+    #[error("not authorized: {0}")]
+    NotAuthorized(String),
+    /// The hub could not decide (storage failure): CONNACK 3 (server unavailable).
+    #[error("server unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The host part of a host name, without `:port` (the service SDK signs `HostName` as given,
+/// port included, while devices use the bare name).
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map_or(host, |(address, _)| &host[..=address.len()]);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port))
+            if !port.is_empty() && port.bytes().all(|byte| byte.is_ascii_digit()) =>
+        {
+            name
+        }
+        _ => host,
+    }
+}
+
+fn same_host(token_host: &str, hub_host: &str) -> bool {
+    host_without_port(token_host).eq_ignore_ascii_case(host_without_port(hub_host))
+}
+
+fn verify_with_keys(token: &SasToken, keys: [&str; 2], now_unix_secs: u64) -> Result<(), String> {
+    let mut last_error = "no key".to_owned();
+    for key_text in keys {
+        let Ok(key) = SymmetricKey::from_base64(key_text) else {
+            continue;
+        };
+        match token.verify(&key, now_unix_secs) {
+            Ok(()) => return Ok(()),
+            Err(error) => last_error = error.to_string(),
+        }
+    }
+    Err(last_error)
+}
+
+impl Hub {
+    fn now_unix_secs(&self) -> u64 {
+        u64::try_from(self.clock.now().timestamp()).unwrap_or(0)
+    }
+
+    /// Checks an `Authorization: SharedAccessSignature ...` header of a service request: the
+    /// token must be hub-scoped, name a policy (`skn`) whose key signed it, be unexpired, and the
+    /// policy must grant `required`. Failures are 401 `IotHubUnauthorizedAccess`.
+    pub fn authorize_service(
+        &self,
+        authorization: Option<&str>,
+        required: AccessRight,
+    ) -> Result<ServicePrincipal, HubError> {
+        let header = authorization.ok_or_else(|| {
+            HubError::Unauthorized("the request has no Authorization header".to_owned())
+        })?;
+        let token = SasToken::parse(header.trim()).map_err(|error| {
+            HubError::Unauthorized(format!(
+                "the Authorization header is not a SAS token: {error}"
+            ))
+        })?;
+        let policy_name = token.key_name().ok_or_else(|| {
+            HubError::Unauthorized(
+                "the token names no shared access policy (skn); service calls need one".to_owned(),
+            )
+        })?;
+        let policy: SharedAccessPolicy = self.policy(policy_name.as_str()).ok_or_else(|| {
+            HubError::Unauthorized(format!("there is no shared access policy {policy_name}"))
+        })?;
+        let ResourceScope::Hub { host } = token.scope() else {
+            return Err(HubError::Unauthorized(
+                "the token is not scoped to the hub".to_owned(),
+            ));
+        };
+        if !same_host(host.as_str(), self.host_name.as_str()) {
+            return Err(HubError::Unauthorized(format!(
+                "the token is for host {host}, this hub is {}",
+                self.host_name
+            )));
+        }
+        verify_with_keys(
+            &token,
+            [&policy.primary_key, &policy.secondary_key],
+            self.now_unix_secs(),
+        )
+        .map_err(|reason| HubError::Unauthorized(format!("the token was refused: {reason}")))?;
+        if !policy.rights.grants(required) {
+            return Err(HubError::Unauthorized(format!(
+                "policy {} lacks the {} right ({} granted)",
+                policy.name,
+                required.name(),
+                policy.rights.to_wire()
+            )));
+        }
+        Ok(ServicePrincipal {
+            policy_name: policy.name,
+        })
+    }
+
+    /// Authenticates a connecting device or module.
+    pub async fn authenticate_device(
+        &self,
+        identity: &Identity,
+        credential: DeviceCredential<'_>,
+    ) -> Result<AuthenticatedDevice, DeviceAuthError> {
+        let unavailable = |error: HubError| DeviceAuthError::Unavailable(error.to_string());
+        let stored = self
+            .store
+            .get_identity(&identity.device, identity.module.as_ref())
+            .await
+            .map_err(unavailable)?;
+        let Some(stored) = stored else {
+            return Err(DeviceAuthError::NotAuthorized(format!(
+                "{identity} is not registered"
+            )));
+        };
+        let device_record = if identity.module.is_some() {
+            let device = self
+                .store
+                .get_identity(&identity.device, None)
+                .await
+                .map_err(unavailable)?;
+            device.map(|device| device.record)
+        } else {
+            Some(stored.record.clone())
+        };
+        match device_record {
+            Some(device) if device.status == IdentityStatus::Enabled => {}
+            Some(_) => {
+                return Err(DeviceAuthError::NotAuthorized(format!(
+                    "device {} is disabled",
+                    identity.device
+                )));
+            }
+            None => {
+                return Err(DeviceAuthError::NotAuthorized(format!(
+                    "device {} is not registered",
+                    identity.device
+                )));
+            }
+        }
+        let record = stored.record;
+        let (method, token_expiry_unix_secs) = match credential {
+            DeviceCredential::SasToken(text) => {
+                let token = SasToken::parse(text.trim()).map_err(|error| {
+                    DeviceAuthError::NotAuthorized(format!("malformed SAS token: {error}"))
+                })?;
+                let method = self.verify_device_token(identity, &record.authentication, &token)?;
+                (method, Some(token.expiry_unix_secs()))
+            }
+            DeviceCredential::X509Thumbprints { sha1, sha256 } => {
+                let Authentication::SelfSigned {
+                    primary_thumbprint,
+                    secondary_thumbprint,
+                } = &record.authentication
+                else {
+                    return Err(DeviceAuthError::NotAuthorized(format!(
+                        "{identity} does not use self-signed X.509 authentication"
+                    )));
+                };
+                let matches = [primary_thumbprint, secondary_thumbprint]
+                    .into_iter()
+                    .flatten()
+                    .any(|registered| {
+                        registered.eq_ignore_ascii_case(sha1)
+                            || registered.eq_ignore_ascii_case(sha256)
+                    });
+                if !matches {
+                    return Err(DeviceAuthError::NotAuthorized(format!(
+                        "the client certificate's thumbprint is not registered for {identity}"
+                    )));
+                }
+                (AuthMethod::X509SelfSigned, None)
+            }
+        };
+        Ok(AuthenticatedDevice {
+            identity: identity.clone(),
+            method,
+            generation_id: record.generation_id,
+            token_expiry_unix_secs,
+        })
+    }
+
+    fn verify_device_token(
+        &self,
+        identity: &Identity,
+        authentication: &Authentication,
+        token: &SasToken,
+    ) -> Result<AuthMethod, DeviceAuthError> {
+        let refused = |reason: String| DeviceAuthError::NotAuthorized(reason);
+        let scope = token.scope();
+        if !same_host(scope.host().as_str(), self.host_name.as_str()) {
+            return Err(refused(format!(
+                "the token is for host {}, this hub is {}",
+                scope.host(),
+                self.host_name
+            )));
+        }
+        let covers = match scope {
+            ResourceScope::Hub { .. } => true,
+            ResourceScope::Device { device_id, .. } => *device_id == identity.device,
+            ResourceScope::Module {
+                device_id,
+                module_id,
+                ..
+            } => *device_id == identity.device && identity.module.as_ref() == Some(module_id),
+        };
+        if !covers {
+            return Err(refused(format!(
+                "the token's resource {} does not cover {identity}",
+                scope.resource_uri()
+            )));
+        }
+        let now = self.now_unix_secs();
+        if let Some(policy_name) = token.key_name() {
+            let policy = self.policy(policy_name.as_str()).ok_or_else(|| {
+                refused(format!("there is no shared access policy {policy_name}"))
+            })?;
+            if !policy.rights.grants(AccessRight::DeviceConnect) {
+                return Err(refused(format!(
+                    "policy {} lacks the DeviceConnect right",
+                    policy.name
+                )));
+            }
+            verify_with_keys(token, [&policy.primary_key, &policy.secondary_key], now)
+                .map_err(refused)?;
+            return Ok(AuthMethod::HubPolicySas);
+        }
+        if matches!(scope, ResourceScope::Hub { .. }) {
+            return Err(refused(
+                "a hub-scoped token must name a shared access policy (skn)".to_owned(),
+            ));
+        }
+        if identity.module.is_some() && !matches!(scope, ResourceScope::Module { .. }) {
+            return Err(refused(
+                "a module must present a module-scoped token".to_owned(),
+            ));
+        }
+        let Authentication::Sas {
+            primary_key,
+            secondary_key,
+        } = authentication
+        else {
+            return Err(refused(format!(
+                "{identity} does not use symmetric key authentication"
+            )));
+        };
+        verify_with_keys(token, [primary_key, secondary_key], now).map_err(refused)?;
+        Ok(if identity.module.is_some() {
+            AuthMethod::ModuleSas
+        } else {
+            AuthMethod::DeviceSas
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_without_port;
+
+    #[test]
+    fn ports_are_stripped_from_host_names() {
+        assert_eq!(host_without_port("localhost:8443"), "localhost");
+        assert_eq!(host_without_port("localhost"), "localhost");
+        assert_eq!(host_without_port("[::1]:443"), "[::1]");
+        assert_eq!(host_without_port("hub.example.net"), "hub.example.net");
+    }
+}
