@@ -1,0 +1,172 @@
+//! The cloud hub against the official Azure IoT Python SDKs, unchanged (issue 3).
+//!
+//! Each test starts the real `outpost hub serve` on its own loopback address and drives it with
+//! `azure-iot-device` 2.14 / `azure-iot-hub` 2.7 (tests/sdk/scenarios.py) and the `outpost` CLI.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU8;
+
+use serde_json::Value;
+use support::{Hub, next_address};
+
+static ADDRESSES: AtomicU8 = AtomicU8::new(0);
+
+fn hub() -> Hub {
+    Hub::start(&next_address(31, &ADDRESSES))
+}
+
+/// Reads `count` events of `device` from the start of the log through `outpost monitor events`.
+fn read_events(hub: &Hub, device: &str, count: usize) -> Vec<Value> {
+    let count_text = count.to_string();
+    let stdout = hub.cli_ok(&[
+        "monitor",
+        "events",
+        "--from",
+        "start",
+        "--device",
+        device,
+        "--max-messages",
+        &count_text,
+        "--idle-timeout",
+        "30",
+        "--output",
+        "json",
+    ]);
+    stdout.lines().map(|line| serde_json::from_str(line).expect("one JSON object per line")).collect()
+}
+
+fn check_telemetry_events(events: &[Value], device: &str, count: usize) {
+    assert_eq!(events.len(), count, "every message must come back");
+    let mut seen = HashSet::new();
+    for event in events {
+        assert_eq!(event["deviceId"], device);
+        let index = event["applicationProperties"]["index"].as_str().expect("index property").to_owned();
+        let number: usize = index.parse().expect("numeric index");
+        let body: Value = serde_json::from_str(event["body"].as_str().expect("utf-8 body")).expect("json body");
+        assert_eq!(body["i"], number, "body matches its properties");
+        let expected_alert = if number % 2 == 1 { "high temp" } else { "ok&=/%" };
+        assert_eq!(event["applicationProperties"]["alert"], expected_alert);
+        assert_eq!(event["systemProperties"]["messageId"], format!("m-{number}"));
+        assert_eq!(event["systemProperties"]["correlationId"], "corr 1");
+        assert_eq!(event["systemProperties"]["contentType"], "application/json");
+        assert_eq!(event["systemProperties"]["contentEncoding"], "utf-8");
+        assert_eq!(event["systemProperties"]["connectionDeviceId"], device);
+        assert!(event["enqueuedTime"].is_string(), "enqueued time stamped: {event}");
+        assert!(seen.insert(number), "no duplicates");
+    }
+}
+
+#[test]
+fn thousand_messages_over_tls_come_back_with_their_properties() {
+    let hub = hub();
+    let result = hub.scenario(&["telemetry", "tls-dev", "1000"], &[]);
+    assert_eq!(result["sent"], 1000);
+    check_telemetry_events(&read_events(&hub, "tls-dev", 1000), "tls-dev", 1000);
+}
+
+#[test]
+fn telemetry_twins_and_methods_over_websocket() {
+    let hub = hub();
+    hub.scenario(&["telemetry", "ws-dev", "20", "ws"], &[]);
+    check_telemetry_events(&read_events(&hub, "ws-dev", 20), "ws-dev", 20);
+    let result = hub.scenario(&["twin_and_methods", "ws"], &[]);
+    assert_eq!(result["methodStatus"], 201);
+}
+
+#[test]
+fn desired_patch_reported_patch_and_method_round_trip_over_tls() {
+    let hub = hub();
+    let result = hub.scenario(&["twin_and_methods"], &[]);
+    assert_eq!(result["reportedVersion"], 3);
+    assert_eq!(result["methodStatus"], 201);
+}
+
+#[test]
+fn module_client_sends_to_outputs_and_serves_twin_and_methods() {
+    let hub = hub();
+    let result = hub.scenario(&["module"], &[]);
+    let device = result["deviceId"].as_str().expect("device id");
+    let events = read_events(&hub, device, 1);
+    assert_eq!(events[0]["moduleId"], "mod1");
+    assert_eq!(events[0]["body"], "hello from module");
+    assert_eq!(events[0]["systemProperties"]["outputName"], "output1");
+}
+
+#[test]
+fn wrong_key_unknown_device_and_disabled_device_are_refused() {
+    let hub = hub();
+    let result = hub.scenario(&["refusals"], &[]);
+    for case in ["wrongKey", "unknownDevice", "disabled"] {
+        assert!(result[case].is_string(), "{case} refused: {result}");
+    }
+}
+
+#[test]
+fn cloud_to_device_messages_reach_the_device_with_properties() {
+    let hub = hub();
+    hub.cli_ok(&["device", "create", "c2d-dev"]);
+    let connection_string = hub.cli_ok(&["device", "connection-string", "c2d-dev"]);
+    for index in 0..3 {
+        hub.cli_ok(&[
+            "c2d",
+            "send",
+            "c2d-dev",
+            &format!("hello {index}"),
+            "-p",
+            &format!("index={index}"),
+            "-p",
+            "kind=a b&c",
+            "--message-id",
+            &format!("c-{index}"),
+        ]);
+    }
+    let result = hub.scenario(&["c2d_receive", "c2d-dev", "3"], &[("OUTPOST_DEVICE_CS", connection_string.trim())]);
+    let received = result["received"].as_array().expect("received list");
+    assert_eq!(received.len(), 3);
+    for (index, message) in received.iter().enumerate() {
+        assert_eq!(message["body"], format!("hello {index}"));
+        assert_eq!(message["messageId"], format!("c-{index}"));
+        assert_eq!(message["properties"]["index"], index.to_string());
+        assert_eq!(message["properties"]["kind"], "a b&c");
+    }
+}
+
+#[test]
+fn acknowledged_telemetry_twins_and_queued_c2d_survive_kill_9() {
+    let mut hub = hub();
+    hub.scenario(&["telemetry", "crash-dev", "200"], &[]);
+    hub.cli_ok(&["twin", "update", "crash-dev", "--desired", r#"{"mode":"eco"}"#, "--tags", r#"{"site":"b1"}"#]);
+    hub.cli_ok(&["c2d", "send", "crash-dev", "queued while offline", "--message-id", "q-1"]);
+    let connection_string = hub.cli_ok(&["device", "connection-string", "crash-dev"]);
+
+    hub.kill_9();
+    hub.restart();
+
+    check_telemetry_events(&read_events(&hub, "crash-dev", 200), "crash-dev", 200);
+    let twin: Value = serde_json::from_str(&hub.cli_ok(&["twin", "show", "crash-dev"])).expect("twin json");
+    assert_eq!(twin["properties"]["desired"]["mode"], "eco");
+    assert_eq!(twin["tags"]["site"], "b1");
+    let result = hub.scenario(&["c2d_receive", "crash-dev", "1"], &[("OUTPOST_DEVICE_CS", connection_string.trim())]);
+    assert_eq!(result["received"][0]["messageId"], "q-1");
+}
+
+#[test]
+fn management_cli_reports_clear_errors() {
+    let hub = hub();
+    let missing = hub.cli(&["device", "show", "nobody"]);
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("404"), "names the status: {stderr}");
+
+    let bad_json = hub.cli(&["twin", "update", "nobody", "--desired", "{not json"]);
+    assert!(String::from_utf8_lossy(&bad_json.stderr).contains("--desired is not valid JSON"));
+
+    let no_connection = std::process::Command::new(support::outpost_binary())
+        .args(["device", "list"])
+        .env_remove("OUTPOST_HUB_CONNECTION_STRING")
+        .output()
+        .expect("run outpost");
+    assert!(String::from_utf8_lossy(&no_connection.stderr).contains("OUTPOST_HUB_CONNECTION_STRING"));
+}
