@@ -9,6 +9,24 @@
 //! bounding it by the configured maximum packet size. Payloads are [`bytes::Bytes`] slices of the read
 //! buffer, so decoding a PUBLISH does not copy its payload. Session state, QoS handshakes and
 //! authorization belong to the server, not to this crate.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use mqtt_codec::{DecodeError, Packet, PacketId, Publish, QoS};
+//!
+//! let packet_id = PacketId::new(7).expect("non-zero");
+//! let publish = Publish::with_packet_id("devices/d1/messages/events/", QoS::AtLeastOnce, packet_id, "hi");
+//! let mut buffer = BytesMut::new();
+//! Packet::from(publish.clone()).encode(&mut buffer)?;
+//! assert_eq!(Packet::decode(&mut buffer, 1024)?, Some(Packet::Publish(publish)));
+//!
+//! // A CONNECT for MQTT 5 (protocol level 5) yields the error a server answers with CONNACK 0x01.
+//! let mut buffer = BytesMut::from(&b"\x10\x0d\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x00"[..]);
+//! let error = Packet::decode(&mut buffer, 1024).unwrap_err();
+//! assert_eq!(error, DecodeError::UnsupportedProtocolLevel { level: 5 });
+//! assert_eq!(error.connack_return_code().map(|code| code.as_u8()), Some(1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod codec;
 mod decode;

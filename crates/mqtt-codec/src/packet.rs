@@ -372,3 +372,39 @@ pub struct Unsubscribe {
     /// At least one filter.
     pub filters: Vec<String>,
 }
+
+impl From<Connect> for Packet {
+    fn from(connect: Connect) -> Packet {
+        Packet::Connect(connect)
+    }
+}
+
+impl From<ConnAck> for Packet {
+    fn from(connack: ConnAck) -> Packet {
+        Packet::ConnAck(connack)
+    }
+}
+
+impl From<Publish> for Packet {
+    fn from(publish: Publish) -> Packet {
+        Packet::Publish(publish)
+    }
+}
+
+impl From<Subscribe> for Packet {
+    fn from(subscribe: Subscribe) -> Packet {
+        Packet::Subscribe(subscribe)
+    }
+}
+
+impl From<SubAck> for Packet {
+    fn from(suback: SubAck) -> Packet {
+        Packet::SubAck(suback)
+    }
+}
+
+impl From<Unsubscribe> for Packet {
+    fn from(unsubscribe: Unsubscribe) -> Packet {
+        Packet::Unsubscribe(unsubscribe)
+    }
+}

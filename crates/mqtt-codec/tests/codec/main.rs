@@ -3,6 +3,7 @@
 
 mod corpus;
 mod decode_snapshots;
+mod framed;
 mod interop;
 mod roundtrip;
 mod strategies;
