@@ -157,6 +157,11 @@ impl Writer {
                 break;
             }
         }
+        if self.needs_truncate
+            && let Err(error) = self.truncate_active_to_durable_length()
+        {
+            tracing::warn!(%error, "could not cut off a failed batch before closing");
+        }
         // Release every file (and the directory lock) before telling the closer we are done.
         drop(requests);
         drop(self);
@@ -166,14 +171,6 @@ impl Writer {
     }
 
     fn append_batch(&mut self, appends: Vec<PendingAppend>) {
-        if self.needs_truncate
-            && let Err(error) = self.truncate_active_to_durable_length()
-        {
-            for append in appends {
-                let _ = append.reply.send(Err(error.clone()));
-            }
-            return;
-        }
         let mut batch = PendingBatch {
             last_indexed_position: self.active_last_indexed_position,
             ..PendingBatch::default()
@@ -327,15 +324,21 @@ impl Writer {
             }
             return Ok(());
         }
-        let write_result = self
-            .hooks
-            .write_all_at(&self.active_file, &batch.bytes, self.active_durable_length)
-            .map_err(|error| StoreError::io("write segment", &self.active_path, error))
-            .and_then(|()| {
-                self.hooks
-                    .sync_data(&self.active_file)
-                    .map_err(|error| StoreError::io("sync segment", &self.active_path, error))
-            });
+        let repair_result = if self.needs_truncate {
+            self.truncate_active_to_durable_length()
+        } else {
+            Ok(())
+        };
+        let write_result = repair_result.and_then(|()| {
+            self.hooks
+                .write_all_at(&self.active_file, &batch.bytes, self.active_durable_length)
+                .map_err(|error| StoreError::io("write segment", &self.active_path, error))
+                .and_then(|()| {
+                    self.hooks
+                        .sync_data(&self.active_file)
+                        .map_err(|error| StoreError::io("sync segment", &self.active_path, error))
+                })
+        });
         if let Err(error) = write_result {
             tracing::warn!(%error, "group commit failed");
             self.needs_truncate = true;
@@ -384,6 +387,11 @@ impl Writer {
 
     /// Seals the active segment and starts a new one at the next offset.
     fn roll(&mut self) -> StoreResult<()> {
+        // The sealed segment must end exactly at its last durable record: frames of a failed
+        // batch left behind it would reappear on recovery with the new segment's offsets.
+        if self.needs_truncate {
+            self.truncate_active_to_durable_length()?;
+        }
         let base_offset = self.next_offset;
         let path = segment_path(&self.shared.directory, base_offset);
         let created = self
