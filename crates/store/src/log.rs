@@ -15,7 +15,8 @@ use crate::error::{StoreError, StoreResult};
 use crate::faults::{FaultHook, FaultInjector};
 use crate::framing::Record;
 use crate::segment::{
-    IndexEntry, ReadLimits, Segment, SegmentView, read_records, recover_directory,
+    IndexEntry, ReadFailure, ReadLimits, Segment, SegmentView, encode_sealed_index, read_records,
+    recover_directory, remove_sealed_index,
 };
 use crate::writer::{AppendRecord, ReclaimReport, Writer, WriterRequest, hard_payload_limit};
 
@@ -199,14 +200,43 @@ impl Shared {
         predicate(front).then(|| front.path.clone())
     }
 
-    pub(crate) fn pop_front_segment(&self) -> u64 {
+    /// Forgets the oldest segment; returns its base offset and size.
+    pub(crate) fn pop_front_segment(&self) -> (u64, u64) {
         let mut state = self.lock();
         let removed = state
             .segments
             .pop_front()
             .expect("only called after a front segment was found");
         state.total_bytes -= removed.durable_length;
-        removed.durable_length
+        (removed.base_offset, removed.durable_length)
+    }
+
+    /// Makes a sealed segment end before the damaged frame that should hold `damaged_offset`.
+    /// Returns false when there is nothing to shrink (the segment is active or gone, or already
+    /// ends there).
+    fn quarantine(&self, base_offset: u64, damaged_offset: u64) -> bool {
+        let mut state = self.lock();
+        let segment_count = state.segments.len();
+        let Some((segment_index, segment)) = state
+            .segments
+            .iter_mut()
+            .enumerate()
+            .find(|(_, segment)| segment.base_offset == base_offset)
+        else {
+            return false;
+        };
+        if segment_index + 1 == segment_count || damaged_offset >= segment.next_offset {
+            return false;
+        }
+        segment.next_offset = damaged_offset.max(segment.base_offset);
+        true
+    }
+
+    /// The index file contents of the active segment, about to be sealed (if it has records).
+    pub(crate) fn encode_active_segment_index(&self) -> Option<Vec<u8>> {
+        let state = self.lock();
+        let active = state.segments.back()?;
+        (!active.is_empty()).then(|| encode_sealed_index(active))
     }
 
     fn stats(&self) -> LogStats {
@@ -227,13 +257,18 @@ impl Shared {
 
     fn views_from(&self, from_offset: u64) -> Vec<SegmentView> {
         let state = self.lock();
+        let segment_count = state.segments.len();
         state
             .segments
             .iter()
-            .filter(|segment| !segment.is_empty() && segment.next_offset > from_offset)
-            .map(|segment| SegmentView {
-                start_position: segment.start_position_for(from_offset),
+            .enumerate()
+            .filter(|(_, segment)| !segment.is_empty() && segment.next_offset > from_offset)
+            .map(|(segment_index, segment)| SegmentView {
+                base_offset: segment.base_offset,
+                next_offset: segment.next_offset,
+                start: segment.start_for(from_offset),
                 durable_length: segment.durable_length,
+                is_sealed: segment_index + 1 < segment_count,
                 reader: Arc::clone(&segment.reader),
                 path: segment.path.clone(),
             })
@@ -503,8 +538,33 @@ fn read_from_shared(
     from_offset: u64,
     limits: ReadLimits,
 ) -> StoreResult<Vec<Record>> {
-    let views = shared.views_from(from_offset);
-    read_records(&views, from_offset, limits)
+    loop {
+        let views = shared.views_from(from_offset);
+        match read_records(&views, from_offset, limits) {
+            Ok(records) => return Ok(records),
+            Err(ReadFailure::Store(error)) => return Err(error),
+            Err(ReadFailure::Corrupt {
+                view,
+                position,
+                expected_offset,
+                detail,
+            }) => {
+                let error = StoreError::Corrupt {
+                    path: view.path.clone(),
+                    position,
+                    detail,
+                };
+                // Damage in a sealed segment is fenced off (as recovery would) and the read
+                // retried; each retry shrinks a segment, so this ends. The active segment is
+                // the writer's: its damage is reported.
+                if !view.is_sealed || !shared.quarantine(view.base_offset, expected_offset) {
+                    return Err(error);
+                }
+                tracing::error!(%error, expected_offset, "records of a damaged segment are unreadable from here on");
+                remove_sealed_index(&shared.directory, view.base_offset);
+            }
+        }
+    }
 }
 
 fn lock_directory(directory: &Path) -> StoreResult<File> {

@@ -38,6 +38,122 @@ pub(crate) fn parse_segment_name(file_name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// File name suffix of a sealed segment's index file.
+const INDEX_SUFFIX: &str = ".idx";
+const INDEX_MAGIC: [u8; 8] = *b"OUTPSTIX";
+const INDEX_FORMAT_VERSION: u32 = 1;
+
+/// The path of the index file of the sealed segment whose first offset is `base_offset`.
+///
+/// A sealed segment never changes, so its scan result (record count, durable length, newest
+/// timestamp, sparse index) is saved next to it when it is sealed and reused on the next open
+/// instead of reading the whole segment. The file is a cache: it carries a CRC and the segment
+/// length it describes, and anything that does not match makes recovery scan the segment.
+pub(crate) fn index_path(directory: &Path, base_offset: u64) -> PathBuf {
+    directory.join(format!(
+        "{base_offset:0width$}{INDEX_SUFFIX}",
+        width = SEGMENT_NAME_DIGITS
+    ))
+}
+
+/// Encodes the index file of a sealed segment.
+pub(crate) fn encode_sealed_index(segment: &Segment) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(48 + 16 * segment.sparse_index.len());
+    bytes.extend_from_slice(&INDEX_MAGIC);
+    bytes.extend_from_slice(&INDEX_FORMAT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&segment.base_offset.to_le_bytes());
+    bytes.extend_from_slice(&segment.next_offset.to_le_bytes());
+    bytes.extend_from_slice(&segment.durable_length.to_le_bytes());
+    match segment.newest_timestamp_ms {
+        Some(newest) => {
+            bytes.push(1);
+            bytes.extend_from_slice(&newest.to_le_bytes());
+        }
+        None => {
+            bytes.push(0);
+            bytes.extend_from_slice(&0u64.to_le_bytes());
+        }
+    }
+    bytes.extend_from_slice(&(segment.sparse_index.len() as u32).to_le_bytes());
+    for entry in &segment.sparse_index {
+        bytes.extend_from_slice(&entry.offset.to_le_bytes());
+        bytes.extend_from_slice(&entry.position.to_le_bytes());
+    }
+    let checksum = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&checksum.to_le_bytes());
+    bytes
+}
+
+/// Decodes an index file, returning `None` for anything that is not a valid index of a segment
+/// with `base_offset` and exactly `file_length` bytes.
+fn decode_sealed_index(bytes: &[u8], base_offset: u64, file_length: u64) -> Option<SegmentScan> {
+    const FIXED_LENGTH: usize = 8 + 4 + 8 + 8 + 8 + 1 + 8 + 4;
+    if bytes.len() < FIXED_LENGTH + 4 {
+        return None;
+    }
+    let (body, trailer) = bytes.split_at(bytes.len() - 4);
+    if crc32fast::hash(body) != u32::from_le_bytes(trailer.try_into().ok()?) {
+        return None;
+    }
+    let u64_at = |position: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(
+            body.get(position..position + 8)?.try_into().ok()?,
+        ))
+    };
+    if body[0..8] != INDEX_MAGIC
+        || u32::from_le_bytes(body[8..12].try_into().ok()?) != INDEX_FORMAT_VERSION
+        || u64_at(12)? != base_offset
+    {
+        return None;
+    }
+    let next_offset = u64_at(20)?;
+    let durable_length = u64_at(28)?;
+    if durable_length != file_length || next_offset < base_offset {
+        return None;
+    }
+    let newest_timestamp_ms = match body[36] {
+        0 => None,
+        1 => Some(u64_at(37)?),
+        _ => return None,
+    };
+    let entry_count = u32::from_le_bytes(body[45..49].try_into().ok()?) as usize;
+    if body.len() != FIXED_LENGTH + 16 * entry_count {
+        return None;
+    }
+    let sparse_index: Vec<IndexEntry> = (0..entry_count)
+        .map(|index| {
+            let position = FIXED_LENGTH + 16 * index;
+            Some(IndexEntry {
+                offset: u64_at(position)?,
+                position: u64_at(position + 8)?,
+            })
+        })
+        .collect::<Option<_>>()?;
+    Some(SegmentScan {
+        durable_length,
+        record_count: next_offset - base_offset,
+        newest_timestamp_ms,
+        last_indexed_position: sparse_index
+            .last()
+            .map_or(SEGMENT_HEADER_LENGTH as u64, |entry| entry.position),
+        sparse_index,
+        needs_header_rewrite: false,
+    })
+}
+
+/// Saves the index file of a sealed segment. Best effort: without it, recovery scans.
+pub(crate) fn write_sealed_index(directory: &Path, base_offset: u64, bytes: &[u8]) {
+    let path = index_path(directory, base_offset);
+    if let Err(error) = std::fs::write(&path, bytes) {
+        tracing::debug!(path = %path.display(), %error, "could not save a segment index");
+    }
+}
+
+/// Removes the index file of a deleted segment, if there is one.
+pub(crate) fn remove_sealed_index(directory: &Path, base_offset: u64) {
+    let _ = std::fs::remove_file(index_path(directory, base_offset));
+}
+
 /// One sparse index entry: the byte position of the frame holding `offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct IndexEntry {
@@ -66,14 +182,17 @@ impl Segment {
         self.next_offset == self.base_offset
     }
 
-    /// The position of the last indexed frame at or before `offset`.
-    pub(crate) fn start_position_for(&self, offset: u64) -> u64 {
+    /// The position and offset of the last indexed frame at or before `offset`.
+    pub(crate) fn start_for(&self, offset: u64) -> IndexEntry {
         let entries_at_or_before = self
             .sparse_index
             .partition_point(|entry| entry.offset <= offset);
         match entries_at_or_before {
-            0 => SEGMENT_HEADER_LENGTH as u64,
-            count => self.sparse_index[count - 1].position,
+            0 => IndexEntry {
+                offset: self.base_offset,
+                position: SEGMENT_HEADER_LENGTH as u64,
+            },
+            count => self.sparse_index[count - 1],
         }
     }
 }
@@ -94,8 +213,15 @@ pub(crate) fn recover_directory(
     index_interval_bytes: u64,
     hooks: &FaultHook,
 ) -> StoreResult<RecoveredLog> {
-    let mut base_offsets = list_segment_base_offsets(directory)?;
+    let (mut base_offsets, index_base_offsets) = list_segment_files(directory)?;
     base_offsets.sort_unstable();
+    for orphan in index_base_offsets
+        .into_iter()
+        .filter(|base_offset| base_offsets.binary_search(base_offset).is_err())
+    {
+        // The segment was deleted by retention and the crash came before its index went too.
+        remove_sealed_index(directory, orphan);
+    }
     if base_offsets.is_empty() {
         let path = segment_path(directory, 0);
         hooks
@@ -118,7 +244,16 @@ pub(crate) fn recover_directory(
             .write(is_last)
             .open(&path)
             .map_err(|error| StoreError::io("open segment", &path, error))?;
-        let mut scanned = scan_segment(&file, &path, base_offset, index_interval_bytes, is_last)?;
+        let saved_index = if is_last {
+            None
+        } else {
+            load_sealed_index(directory, &file, &path, base_offset)?
+        };
+        let loaded_from_index = saved_index.is_some();
+        let mut scanned = match saved_index {
+            Some(scanned) => scanned,
+            None => scan_segment(&file, &path, base_offset, index_interval_bytes, is_last)?,
+        };
 
         let expected_base = segments.back().map_or(0, |previous| previous.next_offset);
         if base_offset < expected_base {
@@ -170,7 +305,7 @@ pub(crate) fn recover_directory(
 
         let reader =
             File::open(&path).map_err(|error| StoreError::io("open segment", &path, error))?;
-        segments.push_back(Segment {
+        let segment = Segment {
             base_offset,
             next_offset: base_offset + scanned.record_count,
             durable_length: scanned.durable_length,
@@ -178,7 +313,11 @@ pub(crate) fn recover_directory(
             sparse_index: std::mem::take(&mut scanned.sparse_index),
             reader: Arc::new(reader),
             path,
-        });
+        };
+        if !is_last && !loaded_from_index && !segment.is_empty() {
+            write_sealed_index(directory, base_offset, &encode_sealed_index(&segment));
+        }
+        segments.push_back(segment);
         if is_last {
             return Ok(RecoveredLog {
                 segments,
@@ -189,9 +328,11 @@ pub(crate) fn recover_directory(
     }
 
     // The last listed segment was a stray and got removed: reopen the one before it for writing.
+    // It is active again, so its saved index would go stale.
     let last = segments
         .back()
         .expect("a stray segment always follows a real one");
+    remove_sealed_index(directory, last.base_offset);
     let active_file = File::options()
         .read(true)
         .write(true)
@@ -208,17 +349,50 @@ pub(crate) fn recover_directory(
     })
 }
 
-fn list_segment_base_offsets(directory: &Path) -> StoreResult<Vec<u64>> {
+/// Reads the saved index of a sealed segment if it is valid for the file as it is now.
+fn load_sealed_index(
+    directory: &Path,
+    file: &File,
+    path: &Path,
+    base_offset: u64,
+) -> StoreResult<Option<SegmentScan>> {
+    let Ok(bytes) = std::fs::read(index_path(directory, base_offset)) else {
+        return Ok(None);
+    };
+    let file_length = file
+        .metadata()
+        .map_err(|error| StoreError::io("stat segment", path, error))?
+        .len();
+    let mut header = [0u8; SEGMENT_HEADER_LENGTH];
+    let header_length = read_up_to(file, &mut header, 0, path)?;
+    if decode_segment_header(&header[..header_length]) != Ok(base_offset) {
+        return Ok(None);
+    }
+    Ok(decode_sealed_index(&bytes, base_offset, file_length))
+}
+
+/// Lists the base offsets of the segment files and of the index files in `directory`.
+fn list_segment_files(directory: &Path) -> StoreResult<(Vec<u64>, Vec<u64>)> {
     let entries = std::fs::read_dir(directory)
         .map_err(|error| StoreError::io("list directory", directory, error))?;
-    let mut base_offsets = Vec::new();
+    let mut segment_base_offsets = Vec::new();
+    let mut index_base_offsets = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|error| StoreError::io("list directory", directory, error))?;
-        if let Some(base_offset) = entry.file_name().to_str().and_then(parse_segment_name) {
-            base_offsets.push(base_offset);
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        if let Some(base_offset) = parse_segment_name(file_name) {
+            segment_base_offsets.push(base_offset);
+        } else if let Some(base_offset) = file_name
+            .strip_suffix(INDEX_SUFFIX)
+            .and_then(|stem| parse_segment_name(&format!("{stem}{SEGMENT_SUFFIX}")))
+        {
+            index_base_offsets.push(base_offset);
         }
     }
-    Ok(base_offsets)
+    Ok((segment_base_offsets, index_base_offsets))
 }
 
 struct SegmentScan {
@@ -361,8 +535,14 @@ fn read_up_to(file: &File, buffer: &mut [u8], position: u64, path: &Path) -> Sto
 /// A consistent view of one segment that a reader can use without holding the log's lock.
 #[derive(Debug, Clone)]
 pub(crate) struct SegmentView {
-    pub(crate) start_position: u64,
+    pub(crate) base_offset: u64,
+    /// One past the last readable record.
+    pub(crate) next_offset: u64,
+    /// Where reading starts, and the offset of the frame there.
+    pub(crate) start: IndexEntry,
     pub(crate) durable_length: u64,
+    /// False for the active segment.
+    pub(crate) is_sealed: bool,
     pub(crate) reader: Arc<File>,
     pub(crate) path: PathBuf,
 }
@@ -385,19 +565,47 @@ impl Default for ReadLimits {
     }
 }
 
+/// Why [`read_records`] stopped without a result.
+#[derive(Debug)]
+pub(crate) enum ReadFailure {
+    /// An I/O error.
+    Store(StoreError),
+    /// Bytes inside the durable part of a segment fail validation.
+    Corrupt {
+        view: SegmentView,
+        position: u64,
+        /// The offset the damaged frame should have held.
+        expected_offset: u64,
+        detail: String,
+    },
+}
+
+impl From<StoreError> for ReadFailure {
+    fn from(error: StoreError) -> Self {
+        ReadFailure::Store(error)
+    }
+}
+
 /// Reads records with offsets at or after `from_offset` from the given segment views.
 pub(crate) fn read_records(
     views: &[SegmentView],
     from_offset: u64,
     limits: ReadLimits,
-) -> StoreResult<Vec<Record>> {
+) -> Result<Vec<Record>, ReadFailure> {
     let mut records = Vec::new();
     let mut payload_bytes = 0usize;
     let max_records = limits.max_records.max(1);
     let mut window = Vec::new();
     for view in views {
-        let mut position = view.start_position;
-        while position < view.durable_length {
+        let corrupt = |position: u64, expected_offset: u64, detail: String| ReadFailure::Corrupt {
+            view: view.clone(),
+            position,
+            expected_offset,
+            detail,
+        };
+        let mut position = view.start.position;
+        let mut expected_offset = view.start.offset;
+        while position < view.durable_length && expected_offset < view.next_offset {
             let remaining = view.durable_length - position;
             let mut want = remaining.min(READ_WINDOW_BYTES as u64) as usize;
             if let Some(frame_length) = decode_frame_length_at(&view.reader, position, &view.path)?
@@ -406,9 +614,27 @@ pub(crate) fn read_records(
             }
             window.resize(want, 0);
             let filled = read_up_to(&view.reader, &mut window, position, &view.path)?;
+            if filled == 0 {
+                return Err(corrupt(
+                    position,
+                    expected_offset,
+                    "segment is shorter than its durable length".to_owned(),
+                ));
+            }
             let mut cursor = 0usize;
-            while cursor < filled {
+            while cursor < filled && expected_offset < view.next_offset {
+                let frame_position = position + cursor as u64;
                 match decode_frame(&window[cursor..filled]) {
+                    FrameDecoding::Complete(frame) if frame.offset != expected_offset => {
+                        return Err(corrupt(
+                            frame_position,
+                            expected_offset,
+                            format!(
+                                "frame holds offset {} instead of {expected_offset}",
+                                frame.offset
+                            ),
+                        ));
+                    }
                     FrameDecoding::Complete(frame) => {
                         if frame.offset >= from_offset {
                             let exceeds_bytes =
@@ -422,31 +648,25 @@ pub(crate) fn read_records(
                                 return Ok(records);
                             }
                         }
+                        expected_offset += 1;
                         cursor += frame.frame_length;
                     }
                     FrameDecoding::Incomplete { .. } if cursor > 0 => break,
                     FrameDecoding::Incomplete { .. } => {
-                        return Err(StoreError::Corrupt {
-                            path: view.path.clone(),
-                            position: position + cursor as u64,
-                            detail: "frame extends past the durable end of the segment".to_owned(),
-                        });
+                        return Err(corrupt(
+                            frame_position,
+                            expected_offset,
+                            "frame extends past the durable end of the segment".to_owned(),
+                        ));
                     }
                     FrameDecoding::Corrupt(corruption) => {
-                        return Err(StoreError::Corrupt {
-                            path: view.path.clone(),
-                            position: position + cursor as u64,
-                            detail: format!("{corruption:?}"),
-                        });
+                        return Err(corrupt(
+                            frame_position,
+                            expected_offset,
+                            format!("{corruption:?}"),
+                        ));
                     }
                 }
-            }
-            if filled == 0 {
-                return Err(StoreError::Corrupt {
-                    path: view.path.clone(),
-                    position,
-                    detail: "segment is shorter than its durable length".to_owned(),
-                });
             }
             position += cursor as u64;
         }

@@ -17,7 +17,7 @@ use crate::framing::{
     frame_length,
 };
 use crate::log::{LogOptions, OverflowPolicy, Shared};
-use crate::segment::{IndexEntry, Segment, segment_path};
+use crate::segment::{IndexEntry, Segment, remove_sealed_index, segment_path, write_sealed_index};
 
 /// One record handed to the log for appending.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -416,6 +416,13 @@ impl Writer {
                 return Err(error);
             }
         };
+        if let Some(sealed_index) = self.shared.encode_active_segment_index() {
+            write_sealed_index(
+                &self.shared.directory,
+                self.active_base_offset,
+                &sealed_index,
+            );
+        }
         self.active_file = file;
         self.active_path = path.clone();
         self.active_base_offset = base_offset;
@@ -452,7 +459,8 @@ impl Writer {
             self.hooks
                 .remove_file(&path)
                 .map_err(|error| StoreError::io("remove segment", &path, error))?;
-            let removed_bytes = self.shared.pop_front_segment();
+            let (removed_base_offset, removed_bytes) = self.shared.pop_front_segment();
+            remove_sealed_index(&self.shared.directory, removed_base_offset);
             report.deleted_segments += 1;
             report.reclaimed_bytes += removed_bytes;
         }

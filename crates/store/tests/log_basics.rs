@@ -205,3 +205,48 @@ async fn oversized_records_are_refused_without_harming_the_batch() {
     assert_eq!(log.append(Bytes::from_static(b"fits")).await.unwrap(), 0);
     log.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_segment_indexes_speed_up_reopen_and_are_ignored_when_wrong() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = LogHandle::open(directory.path(), small_segments())
+        .await
+        .unwrap();
+    for index in 0..40 {
+        log.append_at(payload(index), index).await.unwrap();
+    }
+    log.close().await.unwrap();
+    let mut index_files: Vec<String> = std::fs::read_dir(directory.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".idx"))
+        .collect();
+    index_files.sort();
+    assert!(index_files.len() >= 4, "{index_files:?}");
+
+    let expected: Vec<(u64, Bytes)> = (0..40).map(|index| (index, payload(index))).collect();
+    let reopened = LogHandle::open(directory.path(), small_segments())
+        .await
+        .unwrap();
+    assert_eq!(read_all(&reopened, 0).await, expected);
+    assert_eq!(read_all(&reopened, 23).await, expected[23..].to_vec());
+    reopened.close().await.unwrap();
+
+    // A damaged index and an index whose segment grew are both ignored: recovery scans.
+    std::fs::write(directory.path().join(&index_files[0]), b"not an index").unwrap();
+    let second_segment = directory
+        .path()
+        .join(index_files[1].replace(".idx", ".log"));
+    let mut bytes = std::fs::read(&second_segment).unwrap();
+    bytes.extend_from_slice(b"trailing bytes");
+    std::fs::write(&second_segment, bytes).unwrap();
+    // An index without a segment is removed.
+    std::fs::write(directory.path().join("00000000000099999999.idx"), b"orphan").unwrap();
+    let reopened = LogHandle::open(directory.path(), small_segments())
+        .await
+        .unwrap();
+    assert_eq!(read_all(&reopened, 0).await, expected);
+    assert_eq!(reopened.append_at(payload(40), 40).await.unwrap(), 40);
+    reopened.close().await.unwrap();
+    assert!(!directory.path().join("00000000000099999999.idx").exists());
+}
