@@ -103,7 +103,7 @@ impl<B: Backend> Frontend<B> {
     /// A front end serving `backend`. `sessions` must come from [`Sessions::spawn`]; the backend
     /// usually holds a clone of it to push messages, which is why it is created first:
     ///
-    /// ```ignore
+    /// ```text
     /// let config = FrontendConfig::default();
     /// let sessions = Sessions::spawn(config.registry_queue_capacity);
     /// let backend = Arc::new(MyHub::new(sessions.clone()));

@@ -236,7 +236,9 @@ mod tests {
         );
         check(
             "hub/dev 1/?a=b",
-            expect!["error: invalid device id in user name: device id contains the character ' ' at byte 3, which IoT Hub does not allow"],
+            expect![
+                "error: invalid device id in user name: device id contains the character ' ' at byte 3, which IoT Hub does not allow"
+            ],
         );
         check(
             "hub/dev1/?model-id=%ZZ",

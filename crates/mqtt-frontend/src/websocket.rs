@@ -108,7 +108,7 @@ impl<B: Backend> Frontend<B> {
     /// over it. The HTTPS listener's handler calls this with the client certificate from its TLS
     /// handshake (X.509 devices present one over WebSocket too):
     ///
-    /// ```ignore
+    /// ```text
     /// async fn mqtt_over_websocket(upgrade: WebSocketUpgrade, /* state, TLS info */) -> Response {
     ///     frontend.upgrade_websocket(upgrade, client_certificate, Some(remote_address))
     /// }
