@@ -30,10 +30,10 @@ fn main() {
         "durable appends, {payload_bytes}-byte payloads, {seconds_per_run} s per run, directory under {}",
         std::env::temp_dir().display()
     );
-    println!("| appenders | appends/s | MB/s | mean latency |");
-    println!("|---:|---:|---:|---:|");
+    println!("| appenders | appends/s | MB/s | mean latency | records per fdatasync |");
+    println!("|---:|---:|---:|---:|---:|");
     for appenders in [1usize, 10, 100] {
-        let (appends, elapsed) = runtime.block_on(run(
+        let (appends, group_commits, elapsed) = runtime.block_on(run(
             appenders,
             payload_bytes,
             Duration::from_secs(seconds_per_run),
@@ -42,13 +42,14 @@ fn main() {
         let megabytes_per_second = appends_per_second * payload_bytes as f64 / 1e6;
         let mean_latency = elapsed.as_secs_f64() * appenders as f64 / appends as f64;
         println!(
-            "| {appenders} | {appends_per_second:.0} | {megabytes_per_second:.2} | {:.2} ms |",
-            mean_latency * 1e3
+            "| {appenders} | {appends_per_second:.0} | {megabytes_per_second:.2} | {:.2} ms | {:.1} |",
+            mean_latency * 1e3,
+            appends as f64 / group_commits.max(1) as f64
         );
     }
 }
 
-async fn run(appenders: usize, payload_bytes: usize, duration: Duration) -> (u64, Duration) {
+async fn run(appenders: usize, payload_bytes: usize, duration: Duration) -> (u64, u64, Duration) {
     let directory = tempfile::tempdir().expect("temporary directory");
     let log = LogHandle::open(directory.path(), LogOptions::default())
         .await
@@ -74,6 +75,7 @@ async fn run(appenders: usize, payload_bytes: usize, duration: Duration) -> (u64
         appends += task.await.expect("appender task");
     }
     let elapsed = started.elapsed();
+    let group_commits = log.stats().group_commits;
     log.close().await.expect("close");
-    (appends, elapsed)
+    (appends, group_commits, elapsed)
 }

@@ -11,6 +11,33 @@
 //! by byte bound ([`OverflowPolicy`]), by age ([`LogOptions::time_to_live`]) or below the
 //! acknowledgement cursor of a [`Queue`]. Consumer offsets live in a [`CheckpointStore`] that is
 //! replaced atomically on every commit.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use store::{CheckpointName, CheckpointStore, LogHandle, LogOptions, ReadLimits, StartPosition};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), store::StoreError> {
+//! # let directory = tempfile::tempdir().unwrap();
+//! let log = LogHandle::open(directory.path().join("events"), LogOptions::default()).await?;
+//! // Resolves only once the record is on disk: this is when a PUBACK may be sent.
+//! let offset = log.append(Bytes::from_static(b"{\"temperature\":21.5}")).await?;
+//!
+//! // A consumer group resumes from its committed offset, or starts from the beginning.
+//! let checkpoints = CheckpointStore::open(directory.path().join("consumer-groups.ckpt"))?;
+//! let group = CheckpointName::new("$Default")?;
+//! let start = match checkpoints.get(&group) {
+//!     Some(committed) => StartPosition::Offset(committed),
+//!     None => StartPosition::Start,
+//! };
+//! let mut tail = log.tail(start);
+//! let records = tail.next_batch(ReadLimits::default()).await?;
+//! assert_eq!(records[0].offset, offset);
+//! checkpoints.commit(group, tail.next_offset()).await?;
+//! log.close().await?;
+//! # Ok(())
+//! # }
+//! ```
 
 #![forbid(unsafe_code)]
 

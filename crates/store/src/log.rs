@@ -69,7 +69,7 @@ impl Default for LogOptions {
             request_channel_capacity: 4096,
             max_batch_records: 4096,
             max_batch_bytes: 8 * 1024 * 1024,
-            index_interval_bytes: 16 * 1024,
+            index_interval_bytes: 64 * 1024,
             fault_injector: None,
         }
     }
@@ -127,6 +127,8 @@ pub struct LogStats {
     pub segment_count: usize,
     /// Bytes of all segment files together.
     pub total_bytes: u64,
+    /// Group commits (one write and one `fdatasync` each) since the log was opened.
+    pub group_commits: u64,
 }
 
 /// State shared by the writer thread and every handle.
@@ -141,6 +143,7 @@ struct LogState {
     /// Ordered by base offset; the last one is the active segment.
     segments: VecDeque<Segment>,
     total_bytes: u64,
+    group_commits: u64,
 }
 
 impl Shared {
@@ -169,6 +172,7 @@ impl Shared {
     ) {
         let mut state = self.lock();
         state.total_bytes += batch_length;
+        state.group_commits += 1;
         let active = state
             .segments
             .back_mut()
@@ -252,6 +256,7 @@ impl Shared {
                 .map_or(0, |segment| segment.next_offset),
             segment_count: state.segments.len(),
             total_bytes: state.total_bytes,
+            group_commits: state.group_commits,
         }
     }
 
@@ -269,7 +274,6 @@ impl Shared {
                 start: segment.start_for(from_offset),
                 durable_length: segment.durable_length,
                 is_sealed: segment_index + 1 < segment_count,
-                reader: Arc::clone(&segment.reader),
                 path: segment.path.clone(),
             })
             .collect()
@@ -325,6 +329,7 @@ impl LogHandle {
             state: Mutex::new(LogState {
                 segments: recovered.segments,
                 total_bytes,
+                group_commits: 0,
             }),
         });
         let (committed_sender, committed_receiver) = watch::channel(next_offset);

@@ -5,7 +5,6 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::error::{StoreError, StoreResult};
 use crate::faults::FaultHook;
@@ -173,7 +172,7 @@ pub(crate) struct Segment {
     pub(crate) newest_timestamp_ms: Option<u64>,
     /// Frame positions every `index_interval_bytes`; the first frame is implicit.
     pub(crate) sparse_index: Vec<IndexEntry>,
-    pub(crate) reader: Arc<File>,
+    /// Readers open the file by path for each read, so an idle log holds one descriptor.
     pub(crate) path: PathBuf,
 }
 
@@ -303,15 +302,12 @@ pub(crate) fn recover_directory(
             active_last_indexed_position = scanned.last_indexed_position;
         }
 
-        let reader =
-            File::open(&path).map_err(|error| StoreError::io("open segment", &path, error))?;
         let segment = Segment {
             base_offset,
             next_offset: base_offset + scanned.record_count,
             durable_length: scanned.durable_length,
             newest_timestamp_ms: scanned.newest_timestamp_ms,
             sparse_index: std::mem::take(&mut scanned.sparse_index),
-            reader: Arc::new(reader),
             path,
         };
         if !is_last && !loaded_from_index && !segment.is_empty() {
@@ -543,7 +539,6 @@ pub(crate) struct SegmentView {
     pub(crate) durable_length: u64,
     /// False for the active segment.
     pub(crate) is_sealed: bool,
-    pub(crate) reader: Arc<File>,
     pub(crate) path: PathBuf,
 }
 
@@ -603,17 +598,22 @@ pub(crate) fn read_records(
             expected_offset,
             detail,
         };
+        let reader = match File::open(&view.path) {
+            Ok(reader) => reader,
+            // Retention deleted the segment after the views were taken: its records are gone.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(StoreError::io("open segment", &view.path, error).into()),
+        };
         let mut position = view.start.position;
         let mut expected_offset = view.start.offset;
         while position < view.durable_length && expected_offset < view.next_offset {
             let remaining = view.durable_length - position;
             let mut want = remaining.min(READ_WINDOW_BYTES as u64) as usize;
-            if let Some(frame_length) = decode_frame_length_at(&view.reader, position, &view.path)?
-            {
+            if let Some(frame_length) = decode_frame_length_at(&reader, position, &view.path)? {
                 want = want.max(frame_length.min(remaining as usize));
             }
             window.resize(want, 0);
-            let filled = read_up_to(&view.reader, &mut window, position, &view.path)?;
+            let filled = read_up_to(&reader, &mut window, position, &view.path)?;
             if filled == 0 {
                 return Err(corrupt(
                     position,

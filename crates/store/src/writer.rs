@@ -212,6 +212,13 @@ impl Writer {
             .sum();
 
         if let Some(limit_bytes) = self.options.max_total_bytes {
+            // Starting a new segment for this request costs that segment's header too.
+            let request_bytes = request_bytes
+                + if self.roll_needed(batch, request_bytes) {
+                    SEGMENT_HEADER_LENGTH as u64
+                } else {
+                    0
+                };
             let used_bytes = self.shared.total_bytes() + batch.bytes.len() as u64;
             if used_bytes + request_bytes > limit_bytes {
                 match self.options.overflow_policy {
@@ -233,11 +240,7 @@ impl Writer {
             }
         }
 
-        let active_has_records =
-            self.next_offset > self.active_base_offset || batch.record_count > 0;
-        let active_length_after =
-            self.active_durable_length + batch.bytes.len() as u64 + request_bytes;
-        if active_has_records && active_length_after > self.options.segment_max_bytes {
+        if self.roll_needed(batch, request_bytes) {
             if let Err(error) = self.commit(batch) {
                 let _ = reply.send(Err(error.clone()));
                 return Err(error);
@@ -275,6 +278,15 @@ impl Writer {
         let end_offset = self.next_offset + batch.record_count;
         batch.replies.push((reply, first_offset..end_offset));
         Ok(())
+    }
+
+    /// True when `request_bytes` more would push a non-empty active segment past its size.
+    fn roll_needed(&self, batch: &PendingBatch, request_bytes: u64) -> bool {
+        let active_has_records =
+            self.next_offset > self.active_base_offset || batch.record_count > 0;
+        let active_length_after =
+            self.active_durable_length + batch.bytes.len() as u64 + request_bytes;
+        active_has_records && active_length_after > self.options.segment_max_bytes
     }
 
     /// Drops whole oldest segments until `request_bytes` more fit under `limit_bytes`.
@@ -404,12 +416,10 @@ impl Writer {
                     .map_err(|error| {
                         StoreError::io("sync directory", &self.shared.directory, error)
                     })?;
-                let reader = File::open(&path)
-                    .map_err(|error| StoreError::io("open segment", &path, error))?;
-                Ok((file, reader))
+                Ok(file)
             });
-        let (file, reader) = match created {
-            Ok(files) => files,
+        let file = match created {
+            Ok(file) => file,
             Err(error) => {
                 // Best effort: a stray empty segment is also tolerated by recovery.
                 let _ = std::fs::remove_file(&path);
@@ -435,7 +445,6 @@ impl Writer {
             durable_length: SEGMENT_HEADER_LENGTH as u64,
             newest_timestamp_ms: None,
             sparse_index: Vec::new(),
-            reader: Arc::new(reader),
             path,
         });
         Ok(())

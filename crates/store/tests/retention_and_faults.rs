@@ -59,6 +59,7 @@ async fn refuse_new_reports_store_full_and_recovers_after_acknowledgement() {
         assert_eq!(queue.enqueue_at(payload(index), 0).await.unwrap(), index);
     }
     let refused = queue.enqueue_at(payload(12), 0).await;
+    // The request needs a frame and, since the active segment is full, a new segment header.
     let Err(StoreError::StoreFull {
         used_bytes,
         limit_bytes,
@@ -67,7 +68,7 @@ async fn refuse_new_reports_store_full_and_recovers_after_acknowledgement() {
     else {
         panic!("expected StoreFull, got {refused:?}");
     };
-    assert_eq!((used_bytes, limit_bytes, requested_bytes), (840, 840, 64));
+    assert_eq!((used_bytes, limit_bytes, requested_bytes), (840, 840, 88));
 
     // Acknowledging the first segment's records frees it; appends flow again.
     queue.ack(3).await.unwrap();
