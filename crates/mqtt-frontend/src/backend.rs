@@ -56,9 +56,11 @@ pub trait Backend: Send + Sync + 'static {
         disconnection: Disconnection,
     ) -> impl Future<Output = ()> + Send;
 
-    /// Called after every change of the session's subscriptions (SUBSCRIBE or UNSUBSCRIBE) with the
-    /// complete new set, and not for subscriptions restored from a persistent session (those come
-    /// with [`SessionInfo::subscriptions`] in [`Backend::connected`]).
+    /// Called after every SUBSCRIBE that granted at least one filter (even one already held, so a
+    /// client that subscribes again is a cue to deliver what is pending) and every UNSUBSCRIBE that
+    /// removed one, with the complete new set. Not called for subscriptions restored from a
+    /// persistent session: those come with [`SessionInfo::subscriptions`] in
+    /// [`Backend::connected`].
     fn subscriptions_changed(
         &self,
         session: &SessionInfo,
