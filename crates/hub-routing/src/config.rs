@@ -818,7 +818,7 @@ fn validate_condition(
             errors.push(ConfigError::InvalidCondition {
                 route: route.to_owned(),
                 condition: text.to_owned(),
-                rendered: error.render(text),
+                rendered: error.render(text).trim_end().to_owned(),
                 error,
             });
             None
