@@ -73,6 +73,20 @@ impl StoreError {
     pub fn is_io(&self) -> bool {
         matches!(self, StoreError::Io { .. })
     }
+
+    /// True when the append failed for lack of space: the byte bound under
+    /// [`crate::OverflowPolicy::RefuseNew`], or a full disk. Either way the caller should
+    /// withhold its acknowledgement and let the sender retry later.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            StoreError::StoreFull { .. } => true,
+            StoreError::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::StorageFull
+                    || source.kind() == std::io::ErrorKind::QuotaExceeded
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Result alias of the store.

@@ -351,6 +351,8 @@ impl LogHandle {
         };
         std::thread::Builder::new()
             .name("store-writer".to_owned())
+            // The writer's frames are shallow; many queues mean many writers.
+            .stack_size(256 * 1024)
             .spawn(move || writer.run(request_receiver))
             .map_err(|error| StoreError::io("spawn writer thread", &directory, error))?;
         Ok(LogHandle {

@@ -163,6 +163,7 @@ async fn a_failed_write_fails_every_appender_of_the_batch_and_the_log_recovers()
         panic!("expected a failure")
     };
     assert!(error.is_io(), "{error}");
+    assert!(error.is_storage_full(), "{error}");
     assert!(
         error
             .to_string()
@@ -353,5 +354,71 @@ async fn corruption_in_the_active_segment_is_reported_as_an_error() {
         .await
         .unwrap();
     assert_eq!(first.len(), 1);
+    log.close().await.unwrap();
+}
+
+/// Holds the writer inside the fsync of one append while ten more appenders queue up, so the
+/// ten are deterministically one group commit.
+async fn ten_appends_queued_behind_a_held_fsync(
+    log: &LogHandle,
+    faults: &std::sync::Arc<ScriptedFaults>,
+) -> (
+    tokio::task::JoinHandle<Result<u64, StoreError>>,
+    Vec<tokio::task::JoinHandle<Result<u64, StoreError>>>,
+) {
+    faults.hold_next(FileOperation::SyncSegment);
+    let held = tokio::spawn({
+        let log = log.clone();
+        async move { log.append_at(payload(1000), 0).await }
+    });
+    let waiter = faults.clone();
+    tokio::task::spawn_blocking(move || waiter.wait_until_held())
+        .await
+        .unwrap();
+    let queued: Vec<_> = (0..10)
+        .map(|index| {
+            let log = log.clone();
+            tokio::spawn(async move { log.append_at(payload(index), 0).await })
+        })
+        .collect();
+    // On this single-threaded runtime, yielding lets every spawned appender send its request.
+    tokio::task::yield_now().await;
+    (held, queued)
+}
+
+#[tokio::test]
+async fn queued_appenders_share_one_group_commit_and_share_its_failure() {
+    let directory = tempfile::tempdir().unwrap();
+    let faults = ScriptedFaults::new();
+    let options = LogOptions {
+        fault_injector: Some(faults.clone()),
+        ..LogOptions::default()
+    };
+    let log = LogHandle::open(directory.path(), options).await.unwrap();
+
+    // Success: one commit for the held append, one for the ten queued behind it.
+    let (held, queued) = ten_appends_queued_behind_a_held_fsync(&log, &faults).await;
+    faults.release();
+    assert_eq!(held.await.unwrap().unwrap(), 0);
+    let mut offsets = Vec::new();
+    for append in queued {
+        offsets.push(append.await.unwrap().unwrap());
+    }
+    offsets.sort_unstable();
+    assert_eq!(offsets, (1..11).collect::<Vec<_>>());
+    assert_eq!(log.stats().group_commits, 2);
+
+    // Failure: the write of the ten fails, and every one of them hears about it.
+    let (held, queued) = ten_appends_queued_behind_a_held_fsync(&log, &faults).await;
+    faults.fail_next(FileOperation::WriteSegment, 1);
+    faults.release();
+    assert_eq!(held.await.unwrap().unwrap(), 11);
+    for append in queued {
+        let error = append.await.unwrap().unwrap_err();
+        assert!(error.is_io(), "{error}");
+    }
+    assert_eq!(log.stats().group_commits, 3);
+    // The log goes on where it was.
+    assert_eq!(log.append_at(payload(99), 0).await.unwrap(), 12);
     log.close().await.unwrap();
 }

@@ -4,14 +4,23 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use store::{FaultInjector, FileOperation};
 
-/// Fails the next `count` operations of a kind, on command, with "no space left on device".
+/// Fails the next `count` operations of a kind, on command, with "no space left on device";
+/// can also hold the writer thread inside an operation until the test releases it.
 #[derive(Debug, Default)]
 pub struct ScriptedFaults {
-    armed: Mutex<HashMap<FileOperation, u32>>,
+    state: Mutex<FaultState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    armed: HashMap<FileOperation, u32>,
+    hold: Option<FileOperation>,
+    holding: bool,
 }
 
 impl ScriptedFaults {
@@ -20,18 +29,51 @@ impl ScriptedFaults {
     }
 
     pub fn fail_next(&self, operation: FileOperation, count: u32) {
-        *self.armed.lock().unwrap().entry(operation).or_default() += count;
+        *self
+            .state
+            .lock()
+            .unwrap()
+            .armed
+            .entry(operation)
+            .or_default() += count;
     }
 
     pub fn disarm(&self) {
-        self.armed.lock().unwrap().clear();
+        self.state.lock().unwrap().armed.clear();
+    }
+
+    /// The next `operation` blocks until [`ScriptedFaults::release`].
+    pub fn hold_next(&self, operation: FileOperation) {
+        self.state.lock().unwrap().hold = Some(operation);
+    }
+
+    /// Blocks until an operation is being held.
+    pub fn wait_until_held(&self) {
+        let mut state = self.state.lock().unwrap();
+        while !state.holding {
+            state = self.changed.wait(state).unwrap();
+        }
+    }
+
+    pub fn release(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.hold = None;
+        self.changed.notify_all();
     }
 }
 
 impl FaultInjector for ScriptedFaults {
     fn before(&self, operation: FileOperation) -> io::Result<()> {
-        let mut armed = self.armed.lock().unwrap();
-        match armed.get_mut(&operation) {
+        let mut state = self.state.lock().unwrap();
+        if state.hold == Some(operation) {
+            state.holding = true;
+            self.changed.notify_all();
+            while state.hold.is_some() {
+                state = self.changed.wait(state).unwrap();
+            }
+            state.holding = false;
+        }
+        match state.armed.get_mut(&operation) {
             Some(remaining) if *remaining > 0 => {
                 *remaining -= 1;
                 Err(io::Error::new(
