@@ -57,8 +57,45 @@ fn generate_twins(count: usize) -> Vec<Value> {
         .collect()
 }
 
+/// Reads a `kB` field such as `VmRSS` or `VmHWM` from `/proc/self/status` (Linux only).
+fn process_memory_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Nanoseconds this thread has spent on a CPU, from `/proc/thread-self/schedstat` (Linux only).
+/// Unlike wall time it is not inflated when other processes compete for the cores.
+fn thread_cpu_nanoseconds() -> Option<u64> {
+    let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    schedstat.split_whitespace().next()?.parse().ok()
+}
+
+/// Reports the mean CPU time of `run` over `iterations` runs, next to criterion's wall times.
+fn report_cpu_time(name: &str, iterations: u32, mut run: impl FnMut()) {
+    run();
+    let (Some(start), wall_start) = (thread_cpu_nanoseconds(), std::time::Instant::now()) else {
+        return;
+    };
+    for _ in 0..iterations {
+        run();
+    }
+    if let Some(end) = thread_cpu_nanoseconds() {
+        eprintln!(
+            "cpu time: {name}: {:.2} ms per run on CPU, {:.2} ms per run wall",
+            (end - start) as f64 / f64::from(iterations) / 1e6,
+            wall_start.elapsed().as_secs_f64() * 1e3 / f64::from(iterations)
+        );
+    }
+}
+
 fn twin_query(criterion: &mut Criterion) {
+    let resident_before = process_memory_kib("VmRSS:");
     let twins = generate_twins(TWIN_COUNT);
+    let resident_with_twins = process_memory_kib("VmRSS:");
+    eprintln!(
+        "memory: resident before generating twins {resident_before:?} KiB, with {TWIN_COUNT} twins {resident_with_twins:?} KiB"
+    );
     let mut group = criterion.benchmark_group("twin_query");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(5));
@@ -68,14 +105,23 @@ fn twin_query(criterion: &mut Criterion) {
     )
     .expect("benchmark query parses");
     group.bench_function("select_star_100k", |bencher| {
-        bencher.iter(|| black_box(select_all.execute(black_box(&twins).iter())).len())
+        bencher.iter(|| black_box(select_all.execute_borrowed(black_box(&twins).iter())).len())
     });
     let count = Query::parse(
         "SELECT COUNT() AS n FROM devices WHERE tags.location.region = 'US' AND properties.reported.temperature > 30",
     )
     .expect("benchmark query parses");
+    group.bench_function("select_star_cloned_100k", |bencher| {
+        bencher.iter(|| black_box(select_all.execute(black_box(&twins).iter())).len())
+    });
     group.bench_function("count_100k", |bencher| {
         bencher.iter(|| black_box(count.execute(black_box(&twins).iter())))
+    });
+    report_cpu_time("select_star_100k", 10, || {
+        black_box(select_all.execute_borrowed(twins.iter()));
+    });
+    report_cpu_time("count_100k", 10, || {
+        black_box(count.execute(twins.iter()));
     });
     let grouped = Query::parse(
         "SELECT tags.location.region AS region, COUNT() AS n, AVG(properties.reported.temperature) AS t FROM devices GROUP BY tags.location.region",
@@ -85,6 +131,10 @@ fn twin_query(criterion: &mut Criterion) {
         bencher.iter(|| black_box(grouped.execute(black_box(&twins).iter())))
     });
     group.finish();
+    eprintln!(
+        "memory: peak resident after the twin query benchmarks {:?} KiB",
+        process_memory_kib("VmHWM:")
+    );
 }
 
 fn realistic_messages() -> Vec<SimpleMessage> {
@@ -129,6 +179,20 @@ fn route_conditions(criterion: &mut Criterion) {
     ];
     for (name, source) in cases {
         let condition = Condition::parse(source).expect("benchmark condition parses");
+        report_cpu_time(
+            &format!(
+                "route_condition/{name} x {} messages x 1000",
+                messages.len()
+            ),
+            5,
+            || {
+                for _ in 0..1000 {
+                    for message in &messages {
+                        black_box(condition.evaluate(black_box(message)));
+                    }
+                }
+            },
+        );
         group.bench_function(name, |bencher| {
             bencher.iter(|| {
                 let mut matched = 0_usize;

@@ -1,7 +1,7 @@
 //! The IoT Hub query language: twin queries, routing conditions and edge route statements (pure, no I/O).
 //!
 //! One hand-written lexer and Pratt parser produce one syntax tree, which one evaluator runs in
-//! three settings:
+//! four settings:
 //!
 //! - [`Query`]: `SELECT ... FROM devices | devices.modules [WHERE ...] [GROUP BY ...]` over twin
 //!   JSON documents, returning full twins, projected rows or aggregated rows;
@@ -15,6 +15,21 @@
 //! **Architecture invariant:** this crate performs no I/O and never panics on any input text;
 //! input length ([`MAX_SOURCE_LENGTH`]) and nesting depth ([`MAX_NESTING_DEPTH`]) are bounded.
 //! Errors are [`ParseError`]s with a byte [`Span`] and a caret diagram from [`ParseError::render`].
+//!
+//! Semantics, where IoT Hub's documentation leaves room:
+//!
+//! - Logic is three-valued. A missing property is `undefined`; a comparison with an undefined,
+//!   object or array side is undefined; `NOT undefined` is undefined; `false AND x` is false and
+//!   `true OR x` is true for any `x`. Only boolean `true` passes a `WHERE` or routes a message.
+//! - `=`/`!=` between primitives of different types are `false`/`true`; `<`, `<=`, `>`, `>=`
+//!   order numbers, and strings by code point; other pairs are undefined.
+//! - Arithmetic needs numbers and yields undefined on infinity or NaN (e.g. division by zero).
+//!   `||` concatenates strings and `??` yields its right side when the left is undefined, as in
+//!   the edge hub's grammar.
+//! - Twin property names are case-sensitive; keywords, function names and (in routing
+//!   conditions) application and system property names are not.
+//! - `SUM`/`AVG`/`MIN`/`MAX` skip undefined values; any other non-number makes the aggregate
+//!   undefined, and undefined values are left out of result rows.
 
 #![forbid(unsafe_code)]
 

@@ -583,13 +583,19 @@ impl<'s> Parser<'s> {
         if self.current.kind != TokenKind::EndOfInput {
             return Err(self.unexpected(expected_end));
         }
-        let parsed = ParsedQuery {
+        let mut parsed = ParsedQuery {
             select,
             top,
             collection,
             condition,
             group_by,
         };
+        if collection == Collection::Jobs
+            && let Some(condition) = parsed.condition.as_mut()
+        {
+            // Job queries name fields as `devices.jobs.<field>`; rows are the job documents.
+            strip_path_prefix(condition, &["devices", "jobs"]);
+        }
         validate_query(&parsed, group_by_span.unwrap_or(Span::new(0, 0)))?;
         Ok(parsed)
     }
@@ -786,6 +792,42 @@ fn check_height(expression: &Expr) -> Result<(), ParseError> {
         ));
     }
     Ok(())
+}
+
+/// Removes `prefix` (compared ignoring ASCII case) from every document path that starts with it.
+fn strip_path_prefix(expression: &mut Expr, prefix: &[&str]) {
+    match &mut expression.kind {
+        ExprKind::Property(Property::Document(path)) => {
+            let has_prefix = path.len() > prefix.len()
+                && path.iter().zip(prefix).all(|(segment, expected)| {
+                    matches!(segment, PathSegment::Field(name) if name.eq_ignore_ascii_case(expected))
+                });
+            if has_prefix {
+                path.drain(..prefix.len());
+            }
+        }
+        ExprKind::Literal(_) | ExprKind::Property(_) => {}
+        ExprKind::Array(items) => items
+            .iter_mut()
+            .for_each(|item| strip_path_prefix(item, prefix)),
+        ExprKind::Unary { operand, .. } => strip_path_prefix(operand, prefix),
+        ExprKind::Binary { left, right, .. } => {
+            strip_path_prefix(left, prefix);
+            strip_path_prefix(right, prefix);
+        }
+        ExprKind::Logical { operands, .. } => operands
+            .iter_mut()
+            .for_each(|item| strip_path_prefix(item, prefix)),
+        ExprKind::In {
+            needle, haystack, ..
+        } => {
+            strip_path_prefix(needle, prefix);
+            strip_path_prefix(haystack, prefix);
+        }
+        ExprKind::Call { arguments, .. } => arguments
+            .iter_mut()
+            .for_each(|item| strip_path_prefix(item, prefix)),
+    }
 }
 
 fn validate_query(query: &ParsedQuery, group_by_span: Span) -> Result<(), ParseError> {

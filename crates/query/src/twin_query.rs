@@ -1,6 +1,7 @@
 //! Twin queries (`SELECT ... FROM devices ...`) and twin conditions (configuration
 //! `targetCondition`, job `queryCondition`), evaluated against twin JSON documents.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde_json::{Map, Value as Json};
@@ -173,10 +174,31 @@ impl Query {
     where
         I: IntoIterator<Item = &'t Json>,
     {
+        self.execute_borrowed(twins)
+            .into_iter()
+            .map(Cow::into_owned)
+            .collect()
+    }
+
+    /// Like [`Query::execute`], but `SELECT *` rows borrow the input twins instead of cloning
+    /// them, which is what a caller that serializes one page at a time wants.
+    pub fn execute_borrowed<'t, I>(&self, twins: I) -> Vec<Cow<'t, Json>>
+    where
+        I: IntoIterator<Item = &'t Json>,
+    {
         if self.is_aggregate() {
-            self.execute_aggregate(twins)
-        } else {
-            self.filter(twins).map(|twin| self.project(twin)).collect()
+            return self
+                .execute_aggregate(twins)
+                .into_iter()
+                .map(Cow::Owned)
+                .collect();
+        }
+        match &self.select {
+            SelectClause::All => self.filter(twins).map(Cow::Borrowed).collect(),
+            SelectClause::Items(_) => self
+                .filter(twins)
+                .map(|twin| Cow::Owned(self.project(twin)))
+                .collect(),
         }
     }
 

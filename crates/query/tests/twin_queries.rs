@@ -240,6 +240,19 @@ fn select_list_top_and_item_types() {
         "#]],
     );
     check(
+        "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'j2' OR status = 'failed'",
+        &[
+            json!({"deviceId": "d1", "jobId": "j1", "status": "completed"}),
+            json!({"deviceId": "d2", "jobId": "j2", "status": "running"}),
+            json!({"deviceId": "d3", "jobId": "j1", "status": "failed"}),
+        ],
+        expect![[r#"
+            deviceJob (2 rows)
+            {"deviceId":"d2","jobId":"j2","status":"running"}
+            {"deviceId":"d3","jobId":"j1","status":"failed"}
+        "#]],
+    );
+    check(
         "SELECT * FROM devices WHERE tags.location.region = 'Mars'",
         &twins,
         expect![[r#"
