@@ -30,6 +30,30 @@
 //!   conditions) application and system property names are not.
 //! - `SUM`/`AVG`/`MIN`/`MAX` skip undefined values; any other non-number makes the aggregate
 //!   undefined, and undefined values are left out of result rows.
+//!
+//! ```
+//! use query::{Condition, MessageSource, Query, Route, SimpleMessage, SystemProperty};
+//! use serde_json::json;
+//!
+//! let twins = [json!({"deviceId": "d1", "tags": {"location": {"region": "US"}}})];
+//! let query = Query::parse("SELECT deviceId FROM devices WHERE tags.location.region = 'US'")?;
+//! assert_eq!(query.execute(&twins), vec![json!({"deviceId": "d1"})]);
+//! assert_eq!(query.item_type().as_str(), "raw");
+//!
+//! let condition = Condition::parse("alert = 'high' AND $connectionDeviceId = 'dev1'")?;
+//! let message = SimpleMessage::new()
+//!     .with_application_property("Alert", "high")
+//!     .with_system_property(SystemProperty::ConnectionDeviceId, "dev1");
+//! assert!(condition.evaluate(&message));
+//!
+//! let route = Route::parse("FROM /messages/modules/sensor/outputs/* INTO $upstream")?;
+//! let source = MessageSource::ModuleOutput { device_id: "edge1", module_id: "sensor", output_name: Some("out") };
+//! assert!(route.matches(&source, &message));
+//!
+//! let error = Query::parse("SELECT * FROM devices WHERE").unwrap_err();
+//! assert!(error.render("SELECT * FROM devices WHERE").contains('^'));
+//! # Ok::<(), query::ParseError>(())
+//! ```
 
 #![forbid(unsafe_code)]
 
