@@ -530,11 +530,15 @@ impl LogTail {
     /// Returns the next records, waiting until at least one is durable.
     pub async fn next_batch(&mut self, limits: ReadLimits) -> StoreResult<Vec<Record>> {
         loop {
+            let durable_before_read = *self.log.committed.borrow();
             let records = self.log.read_from(self.next_offset, limits).await?;
             if let Some(last) = records.last() {
                 self.next_offset = last.offset + 1;
                 return Ok(records);
             }
+            // Nothing readable below what was durable before the read means those offsets are
+            // gone (reclaimed, or fenced off as damaged): skip them instead of spinning.
+            self.next_offset = self.next_offset.max(durable_before_read);
             self.log.wait_for(self.next_offset).await?;
         }
     }
