@@ -36,7 +36,7 @@ impl Case {
         self
     }
 
-    fn from_source(mut self, source: RoutingSource) -> Case {
+    fn with_source(mut self, source: RoutingSource) -> Case {
         self.source = source;
         self
     }
@@ -227,7 +227,7 @@ fn microsoft_documentation_examples() {
                     "application/json",
                 ),
             )
-            .from_source(RoutingSource::TwinChangeEvents),
+            .with_source(RoutingSource::TwinChangeEvents),
             case(
                 "twin change that matches nothing never falls back",
                 with_json_body(
@@ -236,12 +236,12 @@ fn microsoft_documentation_examples() {
                     "application/json",
                 ),
             )
-            .from_source(RoutingSource::TwinChangeEvents),
+            .with_source(RoutingSource::TwinChangeEvents),
             case(
                 "lifecycle events without routes go nowhere",
                 telemetry("dev6", &[]),
             )
-            .from_source(RoutingSource::DeviceLifecycleEvents),
+            .with_source(RoutingSource::DeviceLifecycleEvents),
         ],
         expect![[r#"
             hot path: [hot-store] routes [hot]
@@ -639,9 +639,9 @@ fn twin_change_and_lifecycle_notifications() {
     check(
         routes,
         &[
-            case("twin change", twin_change.clone()).from_source(RoutingSource::TwinChangeEvents),
+            case("twin change", twin_change.clone()).with_source(RoutingSource::TwinChangeEvents),
             case("twin change read as telemetry", twin_change),
-            case("module deletion", lifecycle).from_source(RoutingSource::DeviceLifecycleEvents),
+            case("module deletion", lifecycle).with_source(RoutingSource::DeviceLifecycleEvents),
         ],
         expect![[r#"
             twin change: [twins] routes [hot-twins]
