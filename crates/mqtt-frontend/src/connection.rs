@@ -267,12 +267,13 @@ impl<'a, B: Backend, S: AsyncRead + AsyncWrite + Unpin + Send> Connection<'a, B,
         loop {
             let may_read = pending.len() < config.max_inbound_pending.max(1);
             let may_send = self.inflight.len() < config.max_outbound_inflight.max(1);
+            // Branch order matters (`biased`): a kick wins over everything; a packet that is
+            // already waiting is read before the keep-alive deadline is considered; and the
+            // deadline is not enforced while reading is paused for backpressure, because then
+            // the silence is ours, not the client's.
             let step = tokio::select! {
                 biased;
                 reason = &mut kick => ControlFlow::Break(reason.unwrap_or(DisconnectReason::Shutdown)),
-                () = &mut keep_alive_deadline, if self.keep_alive_timeout.is_some() => {
-                    ControlFlow::Break(DisconnectReason::KeepAliveTimeout)
-                }
                 Some(completion) = pending.next(), if !pending.is_empty() => {
                     self.complete(completion).await
                 }
@@ -289,6 +290,9 @@ impl<'a, B: Backend, S: AsyncRead + AsyncWrite + Unpin + Send> Connection<'a, B,
                         Some(Err(error)) => ControlFlow::Break(DisconnectReason::ProtocolViolation(error.to_string())),
                         Some(Ok(packet)) => self.receive(packet, backend, principal, &mut pending).await,
                     }
+                }
+                () = &mut keep_alive_deadline, if self.keep_alive_timeout.is_some() && may_read => {
+                    ControlFlow::Break(DisconnectReason::KeepAliveTimeout)
                 }
             };
             if let ControlFlow::Break(reason) = step {

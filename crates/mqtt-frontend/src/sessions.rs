@@ -126,8 +126,9 @@ enum DisconnectTarget {
 }
 
 impl Sessions {
-    /// Starts the registry task on the current tokio runtime. `command_queue_capacity` bounds the
-    /// registry's inbox; senders wait when it is full.
+    /// Starts the registry task on the current tokio runtime (so it must be called from inside
+    /// one). `command_queue_capacity` bounds the registry's inbox; senders wait when it is full.
+    /// The task ends when the last handle is dropped.
     pub fn spawn(command_queue_capacity: usize) -> Sessions {
         let (commands, inbox) = mpsc::channel(command_queue_capacity.max(1));
         tokio::spawn(run_registry(inbox));

@@ -898,3 +898,27 @@ async fn pipelined_publishes_are_acknowledged_in_order() {
     let expected: Vec<String> = (0..100).map(|index| format!("m{index}")).collect();
     assert_eq!(bodies, expected);
 }
+
+#[tokio::test(start_paused = true)]
+async fn keep_alive_is_not_enforced_while_reading_is_paused_for_backpressure() {
+    let config = FrontendConfig {
+        max_inbound_pending: 1,
+        ..FrontendConfig::default()
+    };
+    let (frontend, backend, _events) = support::frontend_with(config);
+    backend.register_with_password("dev1");
+    let mut client = in_memory_connection(&frontend).await;
+    let connect = Connect {
+        keep_alive: 10,
+        ..sas_connect("dev1", false)
+    };
+    assert_eq!(client.connect(connect).await, Some(accepted(false)));
+    let held = client.publish_qos1(TELEMETRY_TOPIC, b"hold").await;
+    client.send(Packet::PingReq).await;
+    // The backend holds the only pipeline slot for a minute; the waiting PINGREQ is not read, and
+    // the silence is not held against the client.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    backend.release_held_telemetry.notify_one();
+    assert_eq!(client.receive().await, Some(Packet::PubAck(held)));
+    assert_eq!(client.receive().await, Some(Packet::PingResp));
+}
