@@ -1,0 +1,180 @@
+//! The `outpost-loadgen` binary: argument parsing and report printing around the `loadgen` library.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use loadgen::processes::{MosquittoSettings, Programs};
+use loadgen::targets::TargetKind;
+
+#[derive(Parser)]
+#[command(
+    name = "outpost-loadgen",
+    version,
+    about = "Bounded, loopback-only benchmarks of the Outpost hub against Mosquitto"
+)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct CommonArgs {
+    /// The `outpost` binary [default: next to this program, else from PATH].
+    #[arg(long, global = true)]
+    outpost_bin: Option<PathBuf>,
+    /// The `mosquitto` binary [default: /usr/sbin/mosquitto, else from PATH].
+    #[arg(long, global = true)]
+    mosquitto_bin: Option<PathBuf>,
+    /// The host name the hub is started with (certificate name, SAS resource, MQTT user name).
+    #[arg(long, global = true, default_value = "localhost")]
+    hub_hostname: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// QoS 1 telemetry throughput: hub publish→PUBACK (durable) vs Mosquitto publish→subscribe.
+    Telemetry(TelemetryArgs),
+    /// Memory per idle MQTT-over-TLS connection and idle server RSS. Needs `ulimit -n` above --connections.
+    IdleConnections(IdleArgs),
+    /// Direct-method round-trip latency through the hub's REST API to a device that answers at once.
+    MethodRtt(MethodArgs),
+}
+
+#[derive(Args)]
+struct TelemetryArgs {
+    /// Connected devices, each publishing on its own connection.
+    #[arg(long, default_value_t = 100)]
+    devices: usize,
+    /// QoS 1 messages each device publishes per round.
+    #[arg(long, default_value_t = 1000)]
+    messages_per_device: u64,
+    /// Payload size in bytes.
+    #[arg(long, default_value_t = 256)]
+    payload_bytes: usize,
+    /// Unacknowledged PUBLISHes allowed per connection.
+    #[arg(long, default_value_t = 10)]
+    window: usize,
+    /// Measured rounds per target; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Messages per device in the unrecorded warm-up round of each target.
+    #[arg(long, default_value_t = 20)]
+    warmup_messages_per_device: u64,
+    /// A round that takes longer than this fails.
+    #[arg(long, default_value_t = 300)]
+    round_timeout_secs: u64,
+    /// Which servers to run, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "hub,mosquitto-tcp,mosquitto-tls"
+    )]
+    targets: Vec<TargetKind>,
+    /// Keep Mosquitto's default limit of 1,000 queued messages per client (it may then drop messages
+    /// for a slow subscriber, and the round fails).
+    #[arg(long)]
+    mosquitto_default_queue: bool,
+    /// Turn Nagle's algorithm off in Mosquitto (`set_tcp_nodelay true`).
+    #[arg(long)]
+    mosquitto_tcp_nodelay: bool,
+}
+
+#[derive(Args)]
+struct IdleArgs {
+    /// Idle connections to open per target.
+    #[arg(long, default_value_t = 10_000)]
+    connections: usize,
+    /// Runs per target, each on a fresh server; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Handshakes in progress at once.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
+    /// Pause before each RSS reading, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    settle_millis: u64,
+    /// Which servers to run, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "hub,mosquitto-tls,mosquitto-tcp"
+    )]
+    targets: Vec<TargetKind>,
+}
+
+#[derive(Args)]
+struct MethodArgs {
+    /// Timed invocations per run, one after another.
+    #[arg(long, default_value_t = 1000)]
+    invocations: usize,
+    /// Unrecorded invocations before the first run.
+    #[arg(long, default_value_t = 100)]
+    warmup: usize,
+    /// Runs; the median of each percentile is reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let programs = Programs::locate(cli.common.outpost_bin, cli.common.mosquitto_bin);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+    let report = runtime.block_on(async {
+        match cli.command {
+            Command::Telemetry(args) => {
+                let options = loadgen::telemetry::TelemetryOptions {
+                    devices: args.devices,
+                    messages_per_device: args.messages_per_device,
+                    payload_bytes: args.payload_bytes,
+                    window: args.window,
+                    runs: args.runs,
+                    warmup_messages_per_device: args.warmup_messages_per_device,
+                    round_timeout: Duration::from_secs(args.round_timeout_secs),
+                    targets: args.targets,
+                    mosquitto: MosquittoSettings {
+                        unlimited_queue: !args.mosquitto_default_queue,
+                        tcp_nodelay: args.mosquitto_tcp_nodelay,
+                    },
+                    hub_hostname: cli.common.hub_hostname,
+                };
+                loadgen::telemetry::run(&options, &programs)
+                    .await
+                    .map(|report| report.to_markdown())
+            }
+            Command::IdleConnections(args) => {
+                let options = loadgen::idle::IdleOptions {
+                    connections: args.connections,
+                    runs: args.runs,
+                    connect_concurrency: args.connect_concurrency,
+                    settle: Duration::from_millis(args.settle_millis),
+                    targets: args.targets,
+                    hub_hostname: cli.common.hub_hostname,
+                };
+                loadgen::idle::run(&options, &programs)
+                    .await
+                    .map(|report| report.to_markdown())
+            }
+            Command::MethodRtt(args) => {
+                let options = loadgen::method_rtt::MethodOptions {
+                    invocations: args.invocations,
+                    warmup: args.warmup,
+                    runs: args.runs,
+                    hub_hostname: cli.common.hub_hostname,
+                };
+                loadgen::method_rtt::run(&options, &programs)
+                    .await
+                    .map(|report| report.to_markdown())
+            }
+        }
+    })?;
+    println!("{report}\nCommand: `{command_line}`");
+    Ok(())
+}
