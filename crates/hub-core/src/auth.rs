@@ -51,9 +51,7 @@ impl AuthMethod {
             AuthMethod::DeviceSas => r#"{"scope":"device","type":"sas","issuer":"iothub"}"#,
             AuthMethod::ModuleSas => r#"{"scope":"module","type":"sas","issuer":"iothub"}"#,
             AuthMethod::HubPolicySas => r#"{"scope":"hub","type":"sas","issuer":"iothub"}"#,
-            AuthMethod::X509SelfSigned => {
-                r#"{"scope":"device","type":"x509Certificate","issuer":"iothub"}"#
-            }
+            AuthMethod::X509SelfSigned => r#"{"scope":"device","type":"x509","issuer":"iothub"}"#,
         }
     }
 }
@@ -112,6 +110,10 @@ fn verify_with_keys(token: &SasToken, keys: [&str; 2], now_unix_secs: u64) -> Re
         };
         match token.verify(&key, now_unix_secs) {
             Ok(()) => return Ok(()),
+            // The signature matched this key, so expiry is the real reason.
+            Err(error @ iothub_auth::SasTokenVerifyError::Expired { .. }) => {
+                return Err(error.to_string());
+            }
             Err(error) => last_error = error.to_string(),
         }
     }

@@ -106,7 +106,8 @@ impl Hub {
         })
     }
 
-    /// The device acknowledged (PUBACK) a delivered message: it leaves the queue.
+    /// The device acknowledged (PUBACK) a delivered message: it leaves the queue, and the next
+    /// queued messages go out (a connection's outbound queue may have refused them before).
     pub async fn complete_c2d(
         &self,
         device_id: &DeviceId,
@@ -116,7 +117,18 @@ impl Hub {
         if let Some(in_flight) = lock(&self.c2d_in_flight).get_mut(device_id) {
             in_flight.remove(&sequence);
         }
+        self.deliver_c2d(device_id).await;
         Ok(removed)
+    }
+
+    /// Makes the listed deliveries of a device deliverable again (a connection ended before
+    /// their acknowledgement).
+    pub fn release_c2d_deliveries(&self, device_id: &DeviceId, sequences: &[i64]) {
+        if let Some(in_flight) = lock(&self.c2d_in_flight).get_mut(device_id) {
+            for sequence in sequences {
+                in_flight.remove(sequence);
+            }
+        }
     }
 
     /// Makes every message handed out to `device_id` and not completed deliverable again, e.g.
@@ -216,7 +228,7 @@ impl Hub {
                 message: message.message,
                 delivery_count,
             };
-            if !connections.send_c2d(delivery) {
+            if !connections.send_c2d(delivery).await {
                 if let Some(in_flight) = lock(&self.c2d_in_flight).get_mut(device_id) {
                     in_flight.remove(&message.sequence);
                 }

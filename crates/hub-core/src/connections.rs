@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use iothub_types::{DeviceId, Identity, Message};
 
 use crate::hub::{Hub, LiveConnection, lock};
+use crate::storage::BoxFuture;
 
 /// A direct method request on its way to a device or module.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,29 +33,40 @@ pub struct C2dDelivery {
     pub delivery_count: u32,
 }
 
-/// Pushes hub traffic to live connections. Implemented by the MQTT front end's sessions
-/// (through an adapter) and by fakes in tests. Calls must not block: implementations enqueue.
+/// Pushes hub traffic to live connections. Implemented for the MQTT front end's sessions by
+/// [`crate::FrontendConnections`] and by fakes in tests. Sends never wait for the client: they
+/// resolve once the push is queued for the connection (or refused).
 pub trait DeviceConnections: Send + Sync + 'static {
     /// Whether `identity` has a live connection subscribed to `$iothub/methods/POST/#`.
     fn accepts_methods(&self, identity: &Identity) -> bool;
 
-    /// Sends a method request. Returns `false` when the identity cannot take it (offline, not subscribed).
-    fn send_method_request(&self, identity: &Identity, request: MethodRequest) -> bool;
+    /// Whether the device can take cloud-to-device messages now (connected and subscribed to
+    /// `devices/{id}/messages/devicebound/#`).
+    fn accepts_c2d(&self, device_id: &DeviceId) -> bool;
+
+    /// Sends a method request. Resolves to `false` when the identity cannot take it (offline, not subscribed).
+    fn send_method_request<'a>(
+        &'a self,
+        identity: &'a Identity,
+        request: MethodRequest,
+    ) -> BoxFuture<'a, bool>;
 
     /// Sends a desired-properties patch (`$iothub/twin/PATCH/properties/desired/?$version={version}`);
     /// `body` already holds `"$version"`. Dropped when the identity is offline or not subscribed.
-    fn send_desired_patch(&self, identity: &Identity, version: u64, body: Bytes);
+    fn send_desired_patch<'a>(
+        &'a self,
+        identity: &'a Identity,
+        version: u64,
+        body: Bytes,
+    ) -> BoxFuture<'a, ()>;
 
-    /// Whether the device can take cloud-to-device messages now (connected, with a session that
-    /// will deliver `devices/{id}/messages/devicebound`).
-    fn accepts_c2d(&self, device_id: &DeviceId) -> bool;
-
-    /// Hands a C2D message to the device at QoS 1. Returns `false` when it could not be queued
-    /// for the connection; the hub then keeps it for a later delivery pass.
-    fn send_c2d(&self, delivery: C2dDelivery) -> bool;
+    /// Hands a C2D message to the device at QoS 1. Resolves to `false` when it could not be queued
+    /// for the connection; the hub keeps it for a later delivery pass (the next acknowledgement,
+    /// send or connect).
+    fn send_c2d(&self, delivery: C2dDelivery) -> BoxFuture<'_, bool>;
 
     /// Drops the live connection of `identity` (for a device, also those of its modules).
-    fn disconnect(&self, identity: &Identity);
+    fn disconnect<'a>(&'a self, identity: &'a Identity) -> BoxFuture<'a, ()>;
 }
 
 impl Hub {

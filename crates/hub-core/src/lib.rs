@@ -16,9 +16,11 @@ mod c2d;
 mod clock;
 mod connections;
 mod error;
+mod frontend;
 mod hub;
 mod methods;
 mod model;
+mod query;
 mod registry;
 mod storage;
 mod telemetry;
@@ -31,6 +33,7 @@ pub use c2d::{C2dAccepted, C2dPurged};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use connections::{C2dDelivery, DeviceConnections, MethodRequest};
 pub use error::{ErrorCode, HubError};
+pub use frontend::{FrontendConnections, HubBackend};
 pub use hub::{Hub, HubLimits, HubOptions, REGISTRY_DATABASE_FILE, TELEMETRY_DIRECTORY};
 pub use methods::{
     CONNECT_TIMEOUT_RANGE_SECS, DEFAULT_RESPONSE_TIMEOUT, MethodInvocation, MethodResult,
@@ -40,10 +43,11 @@ pub use model::{
     AccessRight, AccessRights, Authentication, AuthenticationType, ConnectionState, IdentityRecord,
     IdentityStatus, SharedAccessPolicy, default_policy_rights,
 };
+pub use query::{MAX_QUERY_PAGE_SIZE, QueryPage};
 pub use registry::{AuthenticationSpec, EDGE_SYSTEM_MODULES, IdentitySpec, IdentityView};
 pub use storage::{
-    BoxFuture, DeviceCounts, HubStore, IdentityKey, IdentityScope, QueuedC2dMessage, SqliteStore,
-    StoredIdentity,
+    BoxFuture, DeviceCounts, HubStore, IdentityKey, IdentityScope, MemoryStore, QueuedC2dMessage,
+    SqliteStore, StoredIdentity,
 };
 pub use telemetry::{
     ConsumerStart, FileTelemetryLog, LogRecord, TelemetryConsumer, TelemetryEvent, TelemetryLog,

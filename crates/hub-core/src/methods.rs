@@ -153,7 +153,7 @@ impl Hub {
             request_id,
             payload,
         };
-        if !connections.send_method_request(target, request) {
+        if !connections.send_method_request(target, request).await {
             return Err(HubError::DeviceNotOnline {
                 target: target.to_string(),
             });

@@ -414,7 +414,7 @@ impl Hub {
             && now_disabled
             && let Some(connections) = self.connections()
         {
-            connections.disconnect(identity);
+            connections.disconnect(identity).await;
         }
         self.view(stored).await
     }
@@ -443,7 +443,7 @@ impl Hub {
             return Err(not_found(identity));
         }
         if let Some(connections) = self.connections() {
-            connections.disconnect(identity);
+            connections.disconnect(identity).await;
         }
         Ok(())
     }

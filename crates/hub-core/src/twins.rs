@@ -47,7 +47,7 @@ impl Hub {
                 }
             })
             .await?;
-        self.notify_desired_change(identity, &change);
+        self.notify_desired_change(identity, &change).await;
         Ok(view)
     }
 
@@ -65,7 +65,7 @@ impl Hub {
                 TwinWriteMode::Replace => twin.replace_desired(document.clone(), now),
             })
             .await?;
-        self.notify_desired_change(identity, &change);
+        self.notify_desired_change(identity, &change).await;
         Ok(view)
     }
 
@@ -159,7 +159,7 @@ impl Hub {
         )))
     }
 
-    fn notify_desired_change(&self, identity: &Identity, change: &TwinChange) {
+    async fn notify_desired_change(&self, identity: &Identity, change: &TwinChange) {
         let Some(desired) = &change.desired else {
             return;
         };
@@ -169,6 +169,8 @@ impl Hub {
         let mut body = desired.document.clone();
         body.insert("$version".to_owned(), Value::from(desired.version));
         let body = Bytes::from(Value::Object(body).to_string());
-        connections.send_desired_patch(identity, desired.version, body);
+        connections
+            .send_desired_patch(identity, desired.version, body)
+            .await;
     }
 }

@@ -5,6 +5,7 @@
 //! Every write that must not race is a single conditional statement (compare the etag or version
 //! in the `WHERE` clause), so implementations need no long-lived transactions and the SQL stays portable.
 
+mod memory;
 mod sqlite;
 
 use std::future::Future;
@@ -17,6 +18,7 @@ use twin::Twin;
 use crate::error::HubError;
 use crate::model::{IdentityRecord, SharedAccessPolicy};
 
+pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
 /// A boxed, sendable future, so that [`HubStore`] can be used as a trait object.
