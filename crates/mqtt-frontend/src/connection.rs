@@ -35,6 +35,12 @@ const MESSAGE_TYPE_PROPERTY: &str = "iothub-MessageType";
 /// The longest piece of a client-supplied topic quoted in a log line or disconnect reason.
 const MAX_QUOTED_TOPIC_CHARACTERS: usize = 96;
 
+/// The initial size of the read and write buffers. Small, because idle connections are many;
+/// the buffers grow for large packets.
+const IDLE_BUFFER_CAPACITY: usize = 256;
+/// A read buffer grown beyond this by a large packet is released once it is empty again.
+const LARGE_BUFFER_CAPACITY: usize = 64 * 1024;
+
 /// A stand-in deadline for connections without keep-alive; its branch is disabled anyway.
 const NO_KEEP_ALIVE: Duration = Duration::from_secs(365 * 86_400);
 
@@ -69,7 +75,11 @@ pub(crate) async fn serve<B: Backend, S>(
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let config = &shared.config;
-    let mut transport = Framed::with_capacity(stream, MqttCodec::new(config.max_packet_size), 1024);
+    let mut transport = Framed::with_capacity(
+        stream,
+        MqttCodec::new(config.max_packet_size),
+        IDLE_BUFFER_CAPACITY,
+    );
 
     let connect = match tokio::time::timeout(config.connect_timeout, transport.next()).await {
         Err(_) => {
@@ -251,7 +261,7 @@ impl<'a, B: Backend, S: AsyncRead + AsyncWrite + Unpin + Send> Connection<'a, B,
     /// state when another branch wins.
     async fn run(
         &mut self,
-        outbound: &mut mpsc::Receiver<OutboundPublish>,
+        outbound: &mut mpsc::Receiver<Box<OutboundPublish>>,
         mut kick: oneshot::Receiver<DisconnectReason>,
     ) -> DisconnectReason {
         let shared: &'a FrontendShared<B> = self.shared;
@@ -288,7 +298,10 @@ impl<'a, B: Backend, S: AsyncRead + AsyncWrite + Unpin + Send> Connection<'a, B,
                         None => ControlFlow::Break(DisconnectReason::ConnectionLost),
                         Some(Err(CodecError::Io(_))) => ControlFlow::Break(DisconnectReason::ConnectionLost),
                         Some(Err(error)) => ControlFlow::Break(DisconnectReason::ProtocolViolation(error.to_string())),
-                        Some(Ok(packet)) => self.receive(packet, backend, principal, &mut pending).await,
+                        Some(Ok(packet)) => {
+                            self.release_large_read_buffer();
+                            self.receive(packet, backend, principal, &mut pending).await
+                        }
                     }
                 }
                 () = &mut keep_alive_deadline, if self.keep_alive_timeout.is_some() && may_read => {
@@ -443,7 +456,7 @@ impl<'a, B: Backend, S: AsyncRead + AsyncWrite + Unpin + Send> Connection<'a, B,
     /// Sends one push from the registry.
     async fn deliver(
         &mut self,
-        publish: OutboundPublish,
+        publish: Box<OutboundPublish>,
         backend: &'a B,
         principal: &'a Principal,
         pending: &mut FuturesOrdered<PendingOperation<'a>>,
@@ -453,7 +466,7 @@ impl<'a, B: Backend, S: AsyncRead + AsyncWrite + Unpin + Send> Connection<'a, B,
             payload,
             qos,
             tag,
-        } = publish;
+        } = *publish;
         match (qos, tag) {
             (QoS::AtMostOnce, tag) => {
                 self.feed(Packet::Publish(Publish::at_most_once(topic, payload)))
@@ -582,6 +595,15 @@ impl<'a, B: Backend, S: AsyncRead + AsyncWrite + Unpin + Send> Connection<'a, B,
             // disconnected, and the kick is on its way.
             Ok(None) => ControlFlow::Break(DisconnectReason::SessionTakenOver),
             Err(_) => ControlFlow::Break(DisconnectReason::Shutdown),
+        }
+    }
+
+    /// Gives back the memory a large packet made the read buffer grow to, once nothing is left in
+    /// it, so that a connection that once sent 256 KB does not keep 256 KB while idle.
+    fn release_large_read_buffer(&mut self) {
+        let buffer = self.transport.read_buffer_mut();
+        if buffer.is_empty() && buffer.capacity() > LARGE_BUFFER_CAPACITY {
+            *buffer = bytes::BytesMut::with_capacity(IDLE_BUFFER_CAPACITY);
         }
     }
 

@@ -58,7 +58,9 @@ pub(crate) struct OutboundPublish {
 /// What the registry keeps to reach a live connection.
 #[derive(Debug)]
 pub(crate) struct ConnectionHandle {
-    pub outbound: mpsc::Sender<OutboundPublish>,
+    /// Boxed so that the channel's eagerly allocated slot block stays small: idle connections
+    /// are many, pushes are few.
+    pub outbound: mpsc::Sender<Box<OutboundPublish>>,
     pub kick: oneshot::Sender<DisconnectReason>,
 }
 
@@ -451,7 +453,7 @@ fn route_push(
     };
     handle
         .outbound
-        .try_send(outbound)
+        .try_send(Box::new(outbound))
         .map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => PushError::QueueFull,
             mpsc::error::TrySendError::Closed(_) => PushError::NotConnected,
