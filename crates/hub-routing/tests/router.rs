@@ -360,7 +360,12 @@ async fn file_endpoint_appends_json_lines() {
         (RoutingSource::TwinChangeEvents, twin_change),
     ];
     for (source, message) in messages {
-        router.dispatch(source, message, None).await.unwrap();
+        // Through a spawned task: the dispatch future is `Send`, as the hub's tasks need.
+        let router = router.clone();
+        tokio::spawn(async move { router.dispatch(source, message, None).await })
+            .await
+            .unwrap()
+            .unwrap();
     }
     assert!(router.shutdown(GRACE).await);
     let written =
