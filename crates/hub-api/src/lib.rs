@@ -70,7 +70,7 @@ use mqtt_frontend::ClientCertificate;
 pub use error::ApiError;
 pub use events::{DEFAULT_CONSUMER_GROUP, event_json};
 pub use routes::{APPLICATION_PROPERTY_HEADER_PREFIX, DEFAULT_DEVICE_LIST_SIZE, MAX_BULK_ENTRIES};
-pub use server::{ConnectionInfo, serve, serve_connection, serve_plain};
+pub use server::{ConnectionInfo, serve_connection, serve_plain, serve_router};
 pub use wire::{device_json, module_json, time_json};
 
 /// The path of MQTT over WebSocket.
@@ -83,6 +83,21 @@ pub type WebSocketHandler = Arc<
         + Send
         + Sync,
 >;
+
+/// Serves the service API and MQTT over WebSocket (handed to `frontend`) over TLS on `listener`.
+/// Runs until the task is dropped; accept errors are logged and retried, so it does not return.
+pub async fn serve<B: mqtt_frontend::Backend>(
+    listener: tokio::net::TcpListener,
+    tls_config: Arc<rustls::ServerConfig>,
+    hub: Arc<Hub>,
+    frontend: mqtt_frontend::Frontend<B>,
+) -> std::io::Result<()> {
+    let websocket: WebSocketHandler = Arc::new(move |upgrade, certificate, address| {
+        frontend.upgrade_websocket(upgrade, certificate, address)
+    });
+    serve_router(listener, tls_config, router(hub, Some(websocket))).await;
+    Ok(())
+}
 
 /// The service API router over `hub`; with `websocket`, also `GET /$iothub/websocket`.
 pub fn router(hub: Arc<Hub>, websocket: Option<WebSocketHandler>) -> Router {

@@ -33,7 +33,11 @@ pub struct ConnectionInfo {
 /// Serves `router` over TLS on `listener` until the task is dropped. `tls_config` is the hub's
 /// server configuration (build it with the `tls` crate's `server_config`, offering TLS 1.2;
 /// `ClientCertificates::AcceptAnyOptional` lets X.509 devices use MQTT over WebSocket).
-pub async fn serve(listener: TcpListener, tls_config: Arc<rustls::ServerConfig>, router: Router) {
+pub async fn serve_router(
+    listener: TcpListener,
+    tls_config: Arc<rustls::ServerConfig>,
+    router: Router,
+) {
     let acceptor = TlsAcceptor::from(tls_config);
     loop {
         let (stream, remote_address) = match listener.accept().await {
