@@ -696,7 +696,7 @@ async fn https_listener_serves_the_api_over_tls() {
         .await
         .expect("bind");
     let address = listener.local_addr().expect("address");
-    let server = tokio::spawn(hub_api::serve(
+    let server = tokio::spawn(hub_api::serve_router(
         listener,
         Arc::new(server_config),
         api.router.clone(),
