@@ -87,6 +87,8 @@ struct StreamState {
     remaining: Option<u64>,
     idle_timeout: Option<Duration>,
     auto_commit: bool,
+    /// Only events sent by this device (or its modules) are written.
+    device: Option<String>,
 }
 
 async fn next_chunk(
@@ -123,12 +125,23 @@ async fn next_chunk(
         }
     };
     let mut chunk = Vec::new();
-    for event in &events {
+    let mut written: u64 = 0;
+    let wanted = |event: &&TelemetryEvent| {
+        state
+            .device
+            .as_deref()
+            .is_none_or(|device| event.identity.device.as_str() == device)
+    };
+    for event in events.iter().filter(wanted) {
+        if state.remaining.is_some_and(|remaining| written >= remaining) {
+            break;
+        }
         chunk.extend_from_slice(event_json(event).to_string().as_bytes());
         chunk.push(b'\n');
+        written += 1;
     }
     if let Some(remaining) = state.remaining.as_mut() {
-        *remaining = remaining.saturating_sub(events.len() as u64);
+        *remaining = remaining.saturating_sub(written);
     }
     if state.auto_commit
         && let Err(error) = state.consumer.commit().await
@@ -138,7 +151,7 @@ async fn next_chunk(
     Some((Ok(Bytes::from(chunk)), state))
 }
 
-/// `GET /events?consumerGroup=&from=&limit=&idleTimeoutSecs=&autoCommit=`.
+/// `GET /events?consumerGroup=&from=&limit=&idleTimeoutSecs=&autoCommit=&deviceId=`.
 pub(crate) async fn stream_events(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -164,6 +177,7 @@ pub(crate) async fn stream_events(
         remaining: parse_number(&query, "limit")?,
         idle_timeout: parse_number(&query, "idleTimeoutSecs")?.map(Duration::from_secs),
         auto_commit,
+        device: query.get("deviceId").cloned(),
     };
     let stream = futures_util::stream::unfold(stream_state, next_chunk);
     let mut response = Response::new(Body::from_stream(stream));

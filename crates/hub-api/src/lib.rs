@@ -42,6 +42,7 @@
 //! `{"deviceId","moduleId"(null for devices),"body","bodyEncoding":"utf-8"|"base64","systemProperties":{AMQP names such as "message-id","content-type","iothub-connection-device-id","iothub-enqueuedtime"},"applicationProperties":{name: value|null},"enqueuedTime","offset"}`.
 //! The stream ends after `limit` events, or after `idleTimeoutSecs` without a new event; otherwise
 //! it stays open. With `autoCommit=true` the group's offset is committed after each batch written.
+//! With `deviceId=D` only events of device `D` (and its modules) are written; `limit` counts those.
 //!
 //! **Consumer-group offsets**: `GET /events/consumerGroups/{group}` answers
 //! `{"consumerGroup","offset"(null if never committed),"firstOffset","nextOffset"}`;

@@ -447,7 +447,7 @@ pub enum C2dCommand {
         device_id: String,
         /// The message body (UTF-8 text).
         body: String,
-        /// Application property `key=value`; repeat for several.
+        /// Application property `key=value`; repeat for several (names travel as HTTP headers, so in lower case).
         #[arg(long = "property", short = 'p')]
         properties: Vec<String>,
         #[arg(long)]
@@ -480,26 +480,30 @@ pub async fn c2d(args: C2dArgs) -> anyhow::Result<()> {
         ttl,
         ack,
     } = args.command;
-    let mut application = serde_json::Map::new();
+    let mut headers: Vec<(String, String)> = Vec::new();
     for property in properties {
         let (key, value) = property
             .split_once('=')
             .ok_or_else(|| anyhow!("--property `{property}` must look like key=value"))?;
-        application.insert(key.to_owned(), json!(value));
+        headers.push((format!("iothub-app-{}", key.to_ascii_lowercase()), value.to_owned()));
     }
-    let request = json!({
-        "body": body,
-        "messageId": message_id,
-        "correlationId": correlation_id,
-        "contentType": content_type,
-        "contentEncoding": content_encoding,
-        "ttlSeconds": ttl,
-        "ack": ack,
-        "properties": application,
-    });
+    let system = [
+        ("iothub-messageid", message_id),
+        ("iothub-correlationid", correlation_id),
+        ("iothub-contenttype", content_type),
+        ("iothub-contentencoding", content_encoding),
+        ("iothub-ttl-seconds", ttl.map(|seconds| seconds.to_string())),
+        ("iothub-ack", ack),
+    ];
+    for (name, value) in system {
+        if let Some(value) = value {
+            headers.push((name.to_owned(), value));
+        }
+    }
+    let headers: Vec<(&str, String)> = headers.iter().map(|(name, value)| (name.as_str(), value.clone())).collect();
     let path = format!("/devices/{}/messages/deviceBound", segment(&device_id));
-    let answer = client.call(Method::POST, &path, Some(request), &[]).await?.success()?.json()?;
-    args.hub.print(&answer, &[("DEVICE", "/deviceId"), ("MESSAGE", "/messageId"), ("QUEUED", "/queued")]);
+    let answer = client.call_raw(Method::POST, &path, bytes::Bytes::from(body), &headers).await?.success()?.json()?;
+    args.hub.print(&answer, &[("MESSAGE", "/messageId"), ("SEQUENCE", "/sequenceNumber"), ("EXPIRES", "/expiryTimeUtc")]);
     Ok(())
 }
 

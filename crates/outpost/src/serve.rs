@@ -2,10 +2,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
+use tokio::net::TcpListener;
 
 /// Command-line options; each one overrides the same key of the TOML config file.
 #[derive(Args, Debug, Default)]
@@ -176,6 +178,46 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let material = server_material(&config)?;
-    let _ = material;
-    bail!("hub serving is being wired")
+
+    let hub = hub_core::Hub::open(&config.data_dir, &config.hostname, hub_core::HubOptions::default())
+        .await
+        .context("cannot open the hub's data directory")?;
+    let owner_path = config.data_dir.join("owner-connection-string");
+    let owner = hub
+        .policy_connection_string("iothubowner")
+        .context("the iothubowner policy is missing from the registry")?;
+    write_private(&owner_path, format!("{owner}\n").as_bytes())?;
+
+    let resolver = Arc::new(tls::ReloadableCertificateResolver::new(&material.server)?);
+    let mqtt_tls = Arc::new(tls::server_config(resolver.clone(), tls::ClientCertificates::AcceptAnyOptional)?);
+    let mut https_tls = tls::server_config(resolver, tls::ClientCertificates::AcceptAnyOptional)?;
+    https_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+
+    let frontend_config = mqtt_frontend::FrontendConfig::default();
+    let sessions = mqtt_frontend::Sessions::spawn(frontend_config.registry_queue_capacity);
+    let backend = hub_core::HubBackend::attach(hub.clone(), sessions.clone());
+    let frontend = mqtt_frontend::Frontend::new(backend, sessions, frontend_config);
+
+    let mqtt_listener = TcpListener::bind(config.mqtt_addr)
+        .await
+        .with_context(|| format!("cannot listen for MQTT on {}", config.mqtt_addr))?;
+    let https_listener = TcpListener::bind(config.https_addr)
+        .await
+        .with_context(|| format!("cannot listen for HTTPS on {} (ports below 1024 need root)", config.https_addr))?;
+
+    println!("Outpost hub `{}` is serving", config.hostname);
+    println!("  MQTT/TLS         {}", config.mqtt_addr);
+    println!("  HTTPS + MQTT/WS  {}", config.https_addr);
+    println!("  CA certificate   {}", material.ca_pem_path.display());
+    println!("  owner policy     {}", owner_path.display());
+    tracing::info!(hostname = %config.hostname, mqtt = %config.mqtt_addr, https = %config.https_addr, "hub started");
+
+    let https = hub_api::serve(https_listener, Arc::new(https_tls), hub.clone(), frontend.clone());
+    tokio::select! {
+        () = frontend.serve_tls(mqtt_listener, mqtt_tls) => bail!("the MQTT listener stopped"),
+        result = https => result.context("the HTTPS listener stopped")?,
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, shutting down"),
+    }
+    hub.close().await.context("closing the hub's storage")?;
+    Ok(())
 }

@@ -89,12 +89,30 @@ impl ServiceClient {
         .to_string()
     }
 
-    /// Sends one request and returns the response with its body still streaming.
+    /// Sends one request with a JSON body (or none) and returns the response with its body still streaming.
     pub async fn send(
         &self,
         method: Method,
         path_and_query: &str,
         body: Option<serde_json::Value>,
+        extra_headers: &[(&str, String)],
+    ) -> anyhow::Result<Response<Incoming>> {
+        match body {
+            Some(json) => {
+                let mut headers = extra_headers.to_vec();
+                headers.push(("content-type", "application/json; charset=utf-8".to_owned()));
+                self.send_bytes(method, path_and_query, Bytes::from(serde_json::to_vec(&json)?), &headers).await
+            }
+            None => self.send_bytes(method, path_and_query, Bytes::new(), extra_headers).await,
+        }
+    }
+
+    /// Sends one request with a raw body.
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Bytes,
         extra_headers: &[(&str, String)],
     ) -> anyhow::Result<Response<Incoming>> {
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.authority))
@@ -120,15 +138,19 @@ impl ServiceClient {
         for (name, value) in extra_headers {
             request = request.header(*name, value);
         }
-        let body = match body {
-            Some(json) => {
-                request = request.header("content-type", "application/json; charset=utf-8");
-                Bytes::from(serde_json::to_vec(&json)?)
-            }
-            None => Bytes::new(),
-        };
         let response = sender.send_request(request.body(Full::new(body))?).await.context("the hub closed the connection")?;
         Ok(response)
+    }
+
+    /// Sends one request with a raw body and reads the whole response.
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Bytes,
+        extra_headers: &[(&str, String)],
+    ) -> anyhow::Result<FullResponse> {
+        read_full(self.send_bytes(method, path_and_query, body, extra_headers).await?).await
     }
 
     /// Sends one request and reads the whole response.
@@ -139,11 +161,14 @@ impl ServiceClient {
         body: Option<serde_json::Value>,
         extra_headers: &[(&str, String)],
     ) -> anyhow::Result<FullResponse> {
-        let response = self.send(method, path_and_query, body, extra_headers).await?;
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.context("reading the hub's answer")?.to_bytes();
-        Ok(FullResponse { status: parts.status, headers: parts.headers, body })
+        read_full(self.send(method, path_and_query, body, extra_headers).await?).await
     }
+}
+
+async fn read_full(response: Response<Incoming>) -> anyhow::Result<FullResponse> {
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.context("reading the hub's answer")?.to_bytes();
+    Ok(FullResponse { status: parts.status, headers: parts.headers, body })
 }
 
 /// Percent-encodes one path segment with nothing safe, as the service SDK does.

@@ -48,11 +48,11 @@ fn check_telemetry_events(events: &[Value], device: &str, count: usize) {
         assert_eq!(body["i"], number, "body matches its properties");
         let expected_alert = if number % 2 == 1 { "high temp" } else { "ok&=/%" };
         assert_eq!(event["applicationProperties"]["alert"], expected_alert);
-        assert_eq!(event["systemProperties"]["messageId"], format!("m-{number}"));
-        assert_eq!(event["systemProperties"]["correlationId"], "corr 1");
-        assert_eq!(event["systemProperties"]["contentType"], "application/json");
-        assert_eq!(event["systemProperties"]["contentEncoding"], "utf-8");
-        assert_eq!(event["systemProperties"]["connectionDeviceId"], device);
+        assert_eq!(event["systemProperties"]["message-id"], format!("m-{number}"));
+        assert_eq!(event["systemProperties"]["correlation-id"], "corr 1");
+        assert_eq!(event["systemProperties"]["content-type"], "application/json");
+        assert_eq!(event["systemProperties"]["content-encoding"], "utf-8");
+        assert_eq!(event["systemProperties"]["iothub-connection-device-id"], device);
         assert!(event["enqueuedTime"].is_string(), "enqueued time stamped: {event}");
         assert!(seen.insert(number), "no duplicates");
     }
@@ -91,7 +91,7 @@ fn module_client_sends_to_outputs_and_serves_twin_and_methods() {
     let events = read_events(&hub, device, 1);
     assert_eq!(events[0]["moduleId"], "mod1");
     assert_eq!(events[0]["body"], "hello from module");
-    assert_eq!(events[0]["systemProperties"]["outputName"], "output1");
+    assert_eq!(events[0]["systemProperties"]["iothub-outputname"], "output1");
 }
 
 #[test]
