@@ -9,12 +9,23 @@ Environment, set by the Rust harness:
 - OUTPOST_CA_FILE: the hub CA in PEM; REQUESTS_CA_BUNDLE points there too for the service SDK.
 """
 
+import base64
+import hashlib
+import hmac
 import json
 import os
+import socket
+import ssl
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
+
+import paho.mqtt.client as mqtt
+from azure.iot.device import X509
+from azure.iot.hub.auth import ConnectionStringAuthentication
+from msrest.exceptions import HttpOperationError
 
 from azure.iot.device import IoTHubDeviceClient, IoTHubModuleClient, Message, MethodResponse
 from azure.iot.device import exceptions as device_errors
@@ -236,6 +247,174 @@ def query_paging(count):
             break
     expect(len(seen) == int(count) and len(set(seen)) == int(count), f"paged {len(seen)} of {count}")
     return {"pages": pages, "seen": len(seen)}
+
+
+def sas_token(resource_uri, key, expiry):
+    """A device SAS token built by hand, exactly as the device SDK spells it."""
+    sr = urllib.parse.quote(resource_uri, safe="")
+    digest = hmac.new(base64.b64decode(key), f"{sr}\n{expiry}".encode(), hashlib.sha256).digest()
+    sig = urllib.parse.quote(base64.b64encode(digest).decode(), safe="")
+    return f"SharedAccessSignature sr={sr}&sig={sig}&se={expiry}"
+
+
+class RawClient:
+    """A bare paho MQTT client over TLS, for what the SDK would never send."""
+
+    def __init__(self, device_id, password):
+        self.connack = threading.Event()
+        self.closed = threading.Event()
+        self.rc = None
+        self.messages = []
+        self.acked = set()
+        self.client = mqtt.Client(client_id=device_id, clean_session=False, protocol=mqtt.MQTTv311)
+        self.client.username_pw_set(f"{HOST}/{device_id}/?api-version=2021-04-12", password)
+        self.client.tls_set_context(ssl.create_default_context(cadata=CA_PEM))
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda client, userdata, rc: self.closed.set()
+        self.client.on_message = lambda client, userdata, message: self.messages.append(message)
+        self.client.on_publish = lambda client, userdata, mid: self.acked.add(mid)
+
+    def _on_connect(self, client, userdata, flags, rc):
+        self.rc = rc
+        self.connack.set()
+
+    def connect(self):
+        self.client.connect(HOST, 8883, keepalive=60)
+        self.client.loop_start()
+        wait_for(self.connack, "CONNACK")
+        return self.rc
+
+    def stop(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def bad_clients():
+    """Expired tokens, foreign topics, oversized and malformed packets, invalid patches and QoS 2 are refused,
+    and the hub keeps serving everyone else."""
+    rm = registry()
+    device_a, cs_a = create_device(rm, unique("bad-a"))
+    device_b, _ = create_device(rm, unique("bad-b"))
+    key_a = device_a.authentication.symmetric_key.primary_key
+    uri_a = f"{HOST}/devices/{device_a.device_id}"
+    results = {}
+
+    expired = RawClient(device_a.device_id, sas_token(uri_a, key_a, int(time.time()) - 60))
+    results["expiredTokenConnack"] = expired.connect()
+    expired.stop()
+    expect(results["expiredTokenConnack"] == 5, f"expired token refused with 5, got {results['expiredTokenConnack']}")
+
+    valid = sas_token(uri_a, key_a, int(time.time()) + 3600)
+
+    def closed_after(publish):
+        client = RawClient(device_a.device_id, valid)
+        expect(client.connect() == 0, "valid token accepted")
+        info = publish(client.client)
+        closed = client.closed.wait(WAIT)
+        acked = info.mid in client.acked
+        client.client.loop_stop()
+        return closed and not acked
+
+    results["foreignTopicClosed"] = closed_after(
+        lambda c: c.publish(f"devices/{device_b.device_id}/messages/events/", b"spoof", qos=1)
+    )
+    results["oversizedClosed"] = closed_after(
+        lambda c: c.publish(f"devices/{device_a.device_id}/messages/events/", b"x" * 300_000, qos=1)
+    )
+    results["qos2Closed"] = closed_after(
+        lambda c: c.publish(f"devices/{device_a.device_id}/messages/events/", b"q2", qos=2)
+    )
+
+    client = RawClient(device_a.device_id, valid)
+    expect(client.connect() == 0, "valid token accepted")
+    client.client.subscribe("$iothub/twin/res/#", qos=1)
+    time.sleep(0.2)
+    client.client.publish("$iothub/twin/PATCH/properties/reported/?$rid=bad1", b"{not json", qos=1)
+    deadline = time.time() + WAIT
+    while time.time() < deadline and not any("rid=bad1" in m.topic for m in client.messages):
+        time.sleep(0.05)
+    replies = [m.topic for m in client.messages if "rid=bad1" in m.topic]
+    results["invalidPatchReply"] = replies[0] if replies else None
+    client.stop()
+    expect(results["invalidPatchReply"] and "/res/400/" in results["invalidPatchReply"], f"400 for bad JSON: {replies}")
+
+    raw = ssl.create_default_context(cadata=CA_PEM).wrap_socket(socket.create_connection((HOST, 8883)), server_hostname=HOST)
+    raw.settimeout(WAIT)
+    raw.sendall(b"\x10\xff\xff\xff\xff\x7fgarbage")
+    try:
+        results["malformedClosed"] = raw.recv(16) == b""
+    except (ConnectionResetError, ssl.SSLError):
+        results["malformedClosed"] = True
+    raw.close()
+
+    for name in ["foreignTopicClosed", "oversizedClosed", "qos2Closed", "malformedClosed"]:
+        expect(results[name], f"{name}: {results}")
+
+    # Everyone else is still served.
+    healthy = device_client(cs_a)
+    healthy.connect()
+    healthy.send_message(Message("still served"))
+    healthy.shutdown()
+    results["stillServed"] = True
+    return results
+
+
+def bad_rest():
+    """Wrong If-Match, invalid JSON, unknown routes and methods on offline devices get clear 4xx answers."""
+    rm = registry()
+    device_id = unique("rest")
+    create_device(rm, device_id)
+    results = {}
+    try:
+        rm.update_twin(device_id, Twin(tags={"a": 1}), "AAAAAAAAAAk=")
+        results["wrongIfMatch"] = None
+    except HttpOperationError as error:
+        results["wrongIfMatch"] = error.response.status_code
+    try:
+        rm.invoke_device_method(device_id, CloudToDeviceMethod(method_name="reboot", response_timeout_in_seconds=5))
+        results["offlineMethod"] = None
+    except HttpOperationError as error:
+        results["offlineMethod"] = error.response.status_code
+    session = ConnectionStringAuthentication(HUB_CS).signed_session()
+    session.verify = os.environ["OUTPOST_CA_FILE"]
+    base = f"https://{HOST}"
+    response = session.patch(
+        f"{base}/twins/{device_id}?api-version=2021-04-12",
+        data="{not json",
+        headers={"Content-Type": "application/json", "If-Match": "*"},
+    )
+    results["invalidJson"] = response.status_code
+    response = session.get(f"{base}/no/such/route?api-version=2021-04-12")
+    results["unknownRoute"] = response.status_code
+    results["unknownRouteBody"] = response.text[:200]
+    response = session.get(f"{base}/devices/{device_id}?api-version=2021-04-12", headers={"Authorization": "SharedAccessSignature sr=x&sig=y&se=1"})
+    results["badToken"] = response.status_code
+    expect(results["wrongIfMatch"] == 412, f"412 for a stale etag: {results}")
+    expect(results["offlineMethod"] == 404, f"404 for an offline device: {results}")
+    expect(results["invalidJson"] == 400, f"400 for invalid JSON: {results}")
+    expect(results["unknownRoute"] == 404, f"404 for an unknown route: {results}")
+    expect(results["badToken"] == 401, f"401 for a bad token: {results}")
+    return results
+
+
+def x509_device(device_id, cert_file, key_file, thumbprint):
+    """A device authenticated by a self-signed X.509 certificate's thumbprint."""
+    rm = registry()
+    rm.create_device_with_x509(device_id, thumbprint, thumbprint, "enabled")
+    client = IoTHubDeviceClient.create_from_x509_certificate(
+        x509=X509(cert_file, key_file),
+        hostname=HOST,
+        device_id=device_id,
+        server_verification_cert=CA_PEM,
+        connection_retry=False,
+    )
+    client.connect()
+    client.send_message(Message("from an x509 device"))
+    client.patch_twin_reported_properties({"auth": "x509"})
+    client.shutdown()
+    twin = rm.get_twin(device_id)
+    expect(twin.properties.reported["auth"] == "x509", f"reported via x509: {twin.properties.reported}")
+    return {"deviceId": device_id, "authenticationType": twin.authentication_type}
 
 
 def main():

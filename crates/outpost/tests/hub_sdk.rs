@@ -170,3 +170,46 @@ fn management_cli_reports_clear_errors() {
         .expect("run outpost");
     assert!(String::from_utf8_lossy(&no_connection.stderr).contains("OUTPOST_HUB_CONNECTION_STRING"));
 }
+
+#[test]
+fn expired_tokens_foreign_topics_oversized_malformed_and_qos2_are_refused_while_others_are_served() {
+    let hub = hub();
+    let result = hub.scenario(&["bad_clients"], &[]);
+    assert_eq!(result["expiredTokenConnack"], 5);
+    assert!(result["invalidPatchReply"].as_str().is_some_and(|topic| topic.contains("/res/400/")), "{result}");
+    assert_eq!(result["stillServed"], true);
+}
+
+#[test]
+fn service_api_answers_bad_requests_with_clear_4xx() {
+    let hub = hub();
+    let result = hub.scenario(&["bad_rest"], &[]);
+    assert_eq!(result["wrongIfMatch"], 412);
+    assert_eq!(result["offlineMethod"], 404);
+    assert_eq!(result["invalidJson"], 400);
+    assert_eq!(result["unknownRoute"], 404);
+    assert_eq!(result["badToken"], 401);
+}
+
+#[test]
+fn self_signed_x509_device_authenticates_by_thumbprint() {
+    let hub = hub();
+    let certificate = tls::self_signed_client_certificate(&tls::ClientCertificateRequest {
+        common_name: "x509-dev".to_owned(),
+        validity: tls::CertificateValidity::days_from_now(30),
+    })
+    .expect("self-signed certificate");
+    let directory = tempfile::tempdir().expect("tempdir");
+    let cert_file = directory.path().join("device.pem");
+    let key_file = directory.path().join("device.key.pem");
+    std::fs::write(&cert_file, certificate.chain_pem()).expect("write cert");
+    std::fs::write(&key_file, certificate.private_key_pem()).expect("write key");
+    let thumbprint = tls::thumbprint_sha1_hex(certificate.end_entity());
+    let result = hub.scenario(
+        &["x509_device", "x509-dev", cert_file.to_str().expect("utf-8"), key_file.to_str().expect("utf-8"), &thumbprint],
+        &[],
+    );
+    assert_eq!(result["authenticationType"], "selfSigned");
+    let events = read_events(&hub, "x509-dev", 1);
+    assert_eq!(events[0]["body"], "from an x509 device");
+}
