@@ -1,0 +1,7 @@
+//! Black-box tests of the client: against the real MQTT front end with an in-test backend
+//! (`frontend`), and against a scripted raw MQTT server for what the front end never does
+//! (`scripted_server`).
+
+mod frontend;
+mod scripted_server;
+mod support;
