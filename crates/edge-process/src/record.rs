@@ -117,7 +117,14 @@ pub(crate) fn read_record(path: &Path) -> io::Result<Option<ModuleRecord>> {
 pub(crate) async fn write_record(path: &Path, record: &ModuleRecord) -> io::Result<()> {
     let bytes = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
     let temporary = path.with_extension("json.tmp");
-    let mut file = tokio::fs::File::create(&temporary).await?;
+    // The record holds the module's environment, which may carry secrets: owner only.
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .await?;
     tokio::io::AsyncWriteExt::write_all(&mut file, &bytes).await?;
     file.sync_all().await?;
     drop(file);

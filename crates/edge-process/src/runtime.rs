@@ -481,6 +481,9 @@ impl<I: ModuleIdentities> ProcessRuntime<I> {
         tokio::spawn(async move {
             let status = child.wait().await;
             // The group's other processes go with its leader, as a container's do with PID 1.
+            // The leader is reaped by now; its pid cannot be reused while any member of its
+            // group lives, and a new process would only be hit if it reused the pid *and*
+            // made itself a group leader in the moment since the group emptied.
             signal_group(pid, Signal::KILL);
             for pump in [stdout_pump, stderr_pump].into_iter().flatten() {
                 let _ = tokio::time::timeout(OUTPUT_DRAIN_TIMEOUT, pump).await;
