@@ -47,7 +47,8 @@
 //! run as root; otherwise a module that asks for another user than the runtime's own fails to
 //! start with a clear message. When switching, supplementary groups are dropped and `HOME`,
 //! `USER` and `LOGNAME` are set from the passwd entry; the default working directory is handed to
-//! that user.
+//! that user (the data directory above it must stay traversable for that user). Records are
+//! written with mode 0600, since a module's `env` may carry secrets.
 //!
 //! # Limits
 //!

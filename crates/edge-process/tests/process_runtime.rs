@@ -450,6 +450,11 @@ async fn records_survive_a_clean_runtime_restart() {
             (143, ExitCause::RuntimeShutdown)
         );
     }
+    let record = std::fs::metadata(data_dir.path().join("modules/kept/module.json")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&record.permissions()) & 0o777,
+        0o600
+    );
     let runtime = open(data_dir.path()).await;
     let listed = runtime.list().await.unwrap();
     assert_eq!(listed.len(), 1);
