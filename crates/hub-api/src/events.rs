@@ -133,7 +133,10 @@ async fn next_chunk(
             .is_none_or(|device| event.identity.device.as_str() == device)
     };
     for event in events.iter().filter(wanted) {
-        if state.remaining.is_some_and(|remaining| written >= remaining) {
+        if state
+            .remaining
+            .is_some_and(|remaining| written >= remaining)
+        {
             break;
         }
         chunk.extend_from_slice(event_json(event).to_string().as_bytes());

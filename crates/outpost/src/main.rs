@@ -10,7 +10,11 @@ mod service_client;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "outpost", version, about = "Open, self-hostable IoT Hub and IoT Edge runtime")]
+#[command(
+    name = "outpost",
+    version,
+    about = "Open, self-hostable IoT Hub and IoT Edge runtime"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,7 +56,9 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Hub(HubCommand::Serve(args)) => serve::run(args).await,

@@ -15,7 +15,12 @@ use crate::service_client::{ServiceClient, segment};
 #[derive(Args, Clone)]
 pub struct HubConnection {
     /// A shared access policy connection string (HostName=...;SharedAccessKeyName=...;SharedAccessKey=...).
-    #[arg(long, env = "OUTPOST_HUB_CONNECTION_STRING", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "OUTPOST_HUB_CONNECTION_STRING",
+        hide_env_values = true,
+        global = true
+    )]
     hub_connection_string: Option<String>,
     /// The hub's CA certificate in PEM (the hub writes it to DATA_DIR/ca.pem).
     #[arg(long, env = "OUTPOST_CA_FILE", global = true)]
@@ -49,7 +54,10 @@ impl HubConnection {
 
     fn print(&self, value: &Value, columns: &[(&str, &str)]) {
         match self.output {
-            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
+            OutputFormat::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            ),
             OutputFormat::Table => print_table(value, columns),
         }
     }
@@ -77,10 +85,21 @@ fn print_table(value: &Value, columns: &[(&str, &str)]) {
     let widths: Vec<usize> = columns
         .iter()
         .enumerate()
-        .map(|(index, (header, _))| cells.iter().map(|row| row[index].len()).chain([header.len()]).max().unwrap_or(0))
+        .map(|(index, (header, _))| {
+            cells
+                .iter()
+                .map(|row| row[index].len())
+                .chain([header.len()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let line = |texts: Vec<&str>| {
-        let padded: Vec<String> = texts.iter().zip(&widths).map(|(text, width)| format!("{text:<width$}")).collect();
+        let padded: Vec<String> = texts
+            .iter()
+            .zip(&widths)
+            .map(|(text, width)| format!("{text:<width$}"))
+            .collect();
         println!("{}", padded.join("  ").trim_end());
     };
     line(columns.iter().map(|(header, _)| *header).collect());
@@ -168,9 +187,18 @@ pub async fn device(args: DeviceArgs) -> anyhow::Result<()> {
     let hub = &args.hub;
     let client = hub.client()?;
     match args.command {
-        DeviceCommand::Create { device_id, edge, x509_thumbprint, x509_ca, parent_scope, disabled } => {
+        DeviceCommand::Create {
+            device_id,
+            edge,
+            x509_thumbprint,
+            x509_ca,
+            parent_scope,
+            disabled,
+        } => {
             let authentication = match (x509_thumbprint, x509_ca) {
-                (Some(thumbprint), _) => json!({"type": "selfSigned", "x509Thumbprint": {"primaryThumbprint": thumbprint}}),
+                (Some(thumbprint), _) => {
+                    json!({"type": "selfSigned", "x509Thumbprint": {"primaryThumbprint": thumbprint}})
+                }
                 (None, true) => json!({"type": "certificateAuthority"}),
                 (None, false) => json!({"type": "sas", "symmetricKey": {}}),
             };
@@ -185,11 +213,19 @@ pub async fn device(args: DeviceArgs) -> anyhow::Result<()> {
                 body["deviceScope"] = json!(scope);
             }
             let path = format!("/devices/{}", segment(&device_id));
-            let created = client.call(Method::PUT, &path, Some(body), &[]).await?.success()?.json()?;
+            let created = client
+                .call(Method::PUT, &path, Some(body), &[])
+                .await?
+                .success()?
+                .json()?;
             hub.print(&created, DEVICE_COLUMNS);
         }
         DeviceCommand::List { top } => {
-            let devices = client.call(Method::GET, &format!("/devices?top={top}"), None, &[]).await?.success()?.json()?;
+            let devices = client
+                .call(Method::GET, &format!("/devices?top={top}"), None, &[])
+                .await?
+                .success()?
+                .json()?;
             hub.print(&devices, DEVICE_COLUMNS);
         }
         DeviceCommand::Show { device_id } => {
@@ -206,7 +242,12 @@ pub async fn device(args: DeviceArgs) -> anyhow::Result<()> {
                 ],
             );
         }
-        DeviceCommand::Update { device_id, status, status_reason, parent_scope } => {
+        DeviceCommand::Update {
+            device_id,
+            status,
+            status_reason,
+            parent_scope,
+        } => {
             let mut device = get_device(&client, &device_id).await?;
             let etag = device["etag"].as_str().unwrap_or("*").to_owned();
             if let Some(status) = status {
@@ -220,7 +261,12 @@ pub async fn device(args: DeviceArgs) -> anyhow::Result<()> {
             }
             let path = format!("/devices/{}", segment(&device_id));
             let updated = client
-                .call(Method::PUT, &path, Some(device), &[("if-match", format!("\"{etag}\""))])
+                .call(
+                    Method::PUT,
+                    &path,
+                    Some(device),
+                    &[("if-match", format!("\"{etag}\""))],
+                )
                 .await?
                 .success()?
                 .json()?;
@@ -228,7 +274,15 @@ pub async fn device(args: DeviceArgs) -> anyhow::Result<()> {
         }
         DeviceCommand::Delete { device_id } => {
             let path = format!("/devices/{}", segment(&device_id));
-            client.call(Method::DELETE, &path, None, &[("if-match", "\"*\"".to_owned())]).await?.success()?;
+            client
+                .call(
+                    Method::DELETE,
+                    &path,
+                    None,
+                    &[("if-match", "\"*\"".to_owned())],
+                )
+                .await?
+                .success()?;
             eprintln!("deleted device {device_id}");
         }
         DeviceCommand::ConnectionString { device_id } => {
@@ -236,7 +290,9 @@ pub async fn device(args: DeviceArgs) -> anyhow::Result<()> {
             let key = device
                 .pointer("/authentication/symmetricKey/primaryKey")
                 .and_then(Value::as_str)
-                .ok_or_else(|| anyhow!("device {device_id} has no SAS key (it authenticates by X.509)"))?;
+                .ok_or_else(|| {
+                    anyhow!("device {device_id} has no SAS key (it authenticates by X.509)")
+                })?;
             let host = hub_host(hub)?;
             println!("HostName={host};DeviceId={device_id};SharedAccessKey={key}");
         }
@@ -255,7 +311,11 @@ fn hub_host(hub: &HubConnection) -> anyhow::Result<String> {
 
 async fn get_device(client: &ServiceClient, device_id: &str) -> anyhow::Result<Value> {
     let path = format!("/devices/{}", segment(device_id));
-    client.call(Method::GET, &path, None, &[]).await?.success()?.json()
+    client
+        .call(Method::GET, &path, None, &[])
+        .await?
+        .success()?
+        .json()
 }
 
 #[derive(Args)]
@@ -269,52 +329,109 @@ pub struct ModuleArgs {
 #[derive(Subcommand)]
 pub enum ModuleCommand {
     /// Create a module identity with generated SAS keys.
-    Create { device_id: String, module_id: String },
+    Create {
+        device_id: String,
+        module_id: String,
+    },
     /// List a device's modules.
     List { device_id: String },
     /// Show one module, keys included.
-    Show { device_id: String, module_id: String },
+    Show {
+        device_id: String,
+        module_id: String,
+    },
     /// Delete a module.
-    Delete { device_id: String, module_id: String },
+    Delete {
+        device_id: String,
+        module_id: String,
+    },
     /// Print the module's connection string.
-    ConnectionString { device_id: String, module_id: String },
+    ConnectionString {
+        device_id: String,
+        module_id: String,
+    },
 }
 
 pub async fn module(args: ModuleArgs) -> anyhow::Result<()> {
     let hub = &args.hub;
     let client = hub.client()?;
-    let module_path = |device_id: &str, module_id: &str| format!("/devices/{}/modules/{}", segment(device_id), segment(module_id));
+    let module_path = |device_id: &str, module_id: &str| {
+        format!(
+            "/devices/{}/modules/{}",
+            segment(device_id),
+            segment(module_id)
+        )
+    };
     match args.command {
-        ModuleCommand::Create { device_id, module_id } => {
+        ModuleCommand::Create {
+            device_id,
+            module_id,
+        } => {
             let body = json!({"deviceId": device_id, "moduleId": module_id, "authentication": {"type": "sas", "symmetricKey": {}}});
-            let created =
-                client.call(Method::PUT, &module_path(&device_id, &module_id), Some(body), &[]).await?.success()?.json()?;
+            let created = client
+                .call(
+                    Method::PUT,
+                    &module_path(&device_id, &module_id),
+                    Some(body),
+                    &[],
+                )
+                .await?
+                .success()?
+                .json()?;
             hub.print(&created, MODULE_COLUMNS);
         }
         ModuleCommand::List { device_id } => {
             let path = format!("/devices/{}/modules", segment(&device_id));
-            let modules = client.call(Method::GET, &path, None, &[]).await?.success()?.json()?;
+            let modules = client
+                .call(Method::GET, &path, None, &[])
+                .await?
+                .success()?
+                .json()?;
             hub.print(&modules, MODULE_COLUMNS);
         }
-        ModuleCommand::Show { device_id, module_id } => {
-            let module = client.call(Method::GET, &module_path(&device_id, &module_id), None, &[]).await?.success()?.json()?;
+        ModuleCommand::Show {
+            device_id,
+            module_id,
+        } => {
+            let module = client
+                .call(Method::GET, &module_path(&device_id, &module_id), None, &[])
+                .await?
+                .success()?
+                .json()?;
             hub.print(&module, MODULE_COLUMNS);
         }
-        ModuleCommand::Delete { device_id, module_id } => {
+        ModuleCommand::Delete {
+            device_id,
+            module_id,
+        } => {
             client
-                .call(Method::DELETE, &module_path(&device_id, &module_id), None, &[("if-match", "\"*\"".to_owned())])
+                .call(
+                    Method::DELETE,
+                    &module_path(&device_id, &module_id),
+                    None,
+                    &[("if-match", "\"*\"".to_owned())],
+                )
                 .await?
                 .success()?;
             eprintln!("deleted module {device_id}/{module_id}");
         }
-        ModuleCommand::ConnectionString { device_id, module_id } => {
-            let module = client.call(Method::GET, &module_path(&device_id, &module_id), None, &[]).await?.success()?.json()?;
+        ModuleCommand::ConnectionString {
+            device_id,
+            module_id,
+        } => {
+            let module = client
+                .call(Method::GET, &module_path(&device_id, &module_id), None, &[])
+                .await?
+                .success()?
+                .json()?;
             let key = module
                 .pointer("/authentication/symmetricKey/primaryKey")
                 .and_then(Value::as_str)
                 .ok_or_else(|| anyhow!("module {device_id}/{module_id} has no SAS key"))?;
             let host = hub_host(hub)?;
-            println!("HostName={host};DeviceId={device_id};ModuleId={module_id};SharedAccessKey={key}");
+            println!(
+                "HostName={host};DeviceId={device_id};ModuleId={module_id};SharedAccessKey={key}"
+            );
         }
     }
     Ok(())
@@ -355,7 +472,11 @@ pub enum TwinCommand {
 
 fn twin_path(device_id: &str, module: Option<&str>) -> String {
     match module {
-        Some(module_id) => format!("/twins/{}/modules/{}", segment(device_id), segment(module_id)),
+        Some(module_id) => format!(
+            "/twins/{}/modules/{}",
+            segment(device_id),
+            segment(module_id)
+        ),
         None => format!("/twins/{}", segment(device_id)),
     }
 }
@@ -363,10 +484,23 @@ fn twin_path(device_id: &str, module: Option<&str>) -> String {
 pub async fn twin(args: TwinArgs) -> anyhow::Result<()> {
     let client = args.hub.client()?;
     let twin = match args.command {
-        TwinCommand::Show { device_id, module } => {
-            client.call(Method::GET, &twin_path(&device_id, module.as_deref()), None, &[]).await?.success()?.json()?
-        }
-        TwinCommand::Update { device_id, module, desired, tags, etag } => {
+        TwinCommand::Show { device_id, module } => client
+            .call(
+                Method::GET,
+                &twin_path(&device_id, module.as_deref()),
+                None,
+                &[],
+            )
+            .await?
+            .success()?
+            .json()?,
+        TwinCommand::Update {
+            device_id,
+            module,
+            desired,
+            tags,
+            etag,
+        } => {
             if desired.is_none() && tags.is_none() {
                 bail!("nothing to update: pass --desired and/or --tags");
             }
@@ -379,7 +513,12 @@ pub async fn twin(args: TwinArgs) -> anyhow::Result<()> {
             }
             let if_match = format!("\"{}\"", etag.as_deref().unwrap_or("*"));
             client
-                .call(Method::PATCH, &twin_path(&device_id, module.as_deref()), Some(body), &[("if-match", if_match)])
+                .call(
+                    Method::PATCH,
+                    &twin_path(&device_id, module.as_deref()),
+                    Some(body),
+                    &[("if-match", if_match)],
+                )
                 .await?
                 .success()?
                 .json()?
@@ -419,7 +558,14 @@ pub enum MethodCommand {
 
 pub async fn method(args: MethodArgs) -> anyhow::Result<()> {
     let client = args.hub.client()?;
-    let MethodCommand::Invoke { device_id, method_name, module, payload, response_timeout, connect_timeout } = args.command;
+    let MethodCommand::Invoke {
+        device_id,
+        method_name,
+        module,
+        payload,
+        response_timeout,
+        connect_timeout,
+    } = args.command;
     let body = json!({
         "methodName": method_name,
         "payload": json_arg("--payload", &payload)?,
@@ -427,8 +573,13 @@ pub async fn method(args: MethodArgs) -> anyhow::Result<()> {
         "connectTimeoutInSeconds": connect_timeout,
     });
     let path = format!("{}/methods", twin_path(&device_id, module.as_deref()));
-    let result = client.call(Method::POST, &path, Some(body), &[]).await?.success()?.json()?;
-    args.hub.print(&result, &[("STATUS", "/status"), ("PAYLOAD", "/payload")]);
+    let result = client
+        .call(Method::POST, &path, Some(body), &[])
+        .await?
+        .success()?
+        .json()?;
+    args.hub
+        .print(&result, &[("STATUS", "/status"), ("PAYLOAD", "/payload")]);
     Ok(())
 }
 
@@ -485,7 +636,10 @@ pub async fn c2d(args: C2dArgs) -> anyhow::Result<()> {
         let (key, value) = property
             .split_once('=')
             .ok_or_else(|| anyhow!("--property `{property}` must look like key=value"))?;
-        headers.push((format!("iothub-app-{}", key.to_ascii_lowercase()), value.to_owned()));
+        headers.push((
+            format!("iothub-app-{}", key.to_ascii_lowercase()),
+            value.to_owned(),
+        ));
     }
     let system = [
         ("iothub-messageid", message_id),
@@ -500,10 +654,24 @@ pub async fn c2d(args: C2dArgs) -> anyhow::Result<()> {
             headers.push((name.to_owned(), value));
         }
     }
-    let headers: Vec<(&str, String)> = headers.iter().map(|(name, value)| (name.as_str(), value.clone())).collect();
+    let headers: Vec<(&str, String)> = headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.clone()))
+        .collect();
     let path = format!("/devices/{}/messages/deviceBound", segment(&device_id));
-    let answer = client.call_raw(Method::POST, &path, bytes::Bytes::from(body), &headers).await?.success()?.json()?;
-    args.hub.print(&answer, &[("MESSAGE", "/messageId"), ("SEQUENCE", "/sequenceNumber"), ("EXPIRES", "/expiryTimeUtc")]);
+    let answer = client
+        .call_raw(Method::POST, &path, bytes::Bytes::from(body), &headers)
+        .await?
+        .success()?
+        .json()?;
+    args.hub.print(
+        &answer,
+        &[
+            ("MESSAGE", "/messageId"),
+            ("SEQUENCE", "/sequenceNumber"),
+            ("EXPIRES", "/expiryTimeUtc"),
+        ],
+    );
     Ok(())
 }
 
@@ -539,8 +707,18 @@ pub enum MonitorCommand {
 
 pub async fn monitor(args: MonitorArgs) -> anyhow::Result<()> {
     let client = args.hub.client()?;
-    let MonitorCommand::Events { consumer_group, from, device, max_messages, idle_timeout } = args.command;
-    let mut path = format!("/events?consumerGroup={}&from={}", segment(&consumer_group), segment(&from));
+    let MonitorCommand::Events {
+        consumer_group,
+        from,
+        device,
+        max_messages,
+        idle_timeout,
+    } = args.command;
+    let mut path = format!(
+        "/events?consumerGroup={}&from={}",
+        segment(&consumer_group),
+        segment(&from)
+    );
     if let Some(device) = &device {
         path.push_str(&format!("&deviceId={}", segment(device)));
     }
@@ -548,12 +726,17 @@ pub async fn monitor(args: MonitorArgs) -> anyhow::Result<()> {
     if !response.status().is_success() {
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
-        bail!("hub refused the event stream: {status} {}", String::from_utf8_lossy(&body));
+        bail!(
+            "hub refused the event stream: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
     }
     let mut body = response.into_body();
     let mut pending = Vec::new();
     let mut printed = 0u64;
-    let idle = idle_timeout.map(Duration::from_secs).unwrap_or(Duration::MAX);
+    let idle = idle_timeout
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::MAX);
     loop {
         if max_messages.is_some_and(|max| printed >= max) {
             return Ok(());
@@ -563,7 +746,9 @@ pub async fn monitor(args: MonitorArgs) -> anyhow::Result<()> {
             Ok(None) => bail!("the hub closed the event stream"),
             Ok(Some(frame)) => frame.context("reading the event stream")?,
         };
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         pending.extend_from_slice(&data);
         while let Some(newline) = pending.iter().position(|byte| *byte == b'\n') {
             let line: Vec<u8> = pending.drain(..=newline).collect();
@@ -601,8 +786,15 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
         if let Some(token) = &continuation {
             headers.push(("x-ms-continuation", token.clone()));
         }
-        let response =
-            client.call(Method::POST, "/devices/query", Some(json!({"query": args.query})), &headers).await?.success()?;
+        let response = client
+            .call(
+                Method::POST,
+                "/devices/query",
+                Some(json!({"query": args.query})),
+                &headers,
+            )
+            .await?
+            .success()?;
         continuation = response
             .headers
             .get("x-ms-continuation")

@@ -70,10 +70,22 @@ impl HubConfig {
             None => FileConfig::default(),
         };
         let config = HubConfig {
-            data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("outpost-data/hub")),
-            hostname: args.hostname.or(file.hostname).unwrap_or_else(|| "localhost".to_owned()),
-            mqtt_addr: args.mqtt_addr.or(file.mqtt_addr).unwrap_or_else(|| "0.0.0.0:8883".parse().expect("literal")),
-            https_addr: args.https_addr.or(file.https_addr).unwrap_or_else(|| "0.0.0.0:443".parse().expect("literal")),
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("outpost-data/hub")),
+            hostname: args
+                .hostname
+                .or(file.hostname)
+                .unwrap_or_else(|| "localhost".to_owned()),
+            mqtt_addr: args
+                .mqtt_addr
+                .or(file.mqtt_addr)
+                .unwrap_or_else(|| "0.0.0.0:8883".parse().expect("literal")),
+            https_addr: args
+                .https_addr
+                .or(file.https_addr)
+                .unwrap_or_else(|| "0.0.0.0:443".parse().expect("literal")),
             cert_file: args.cert_file.or(file.cert_file),
             key_file: args.key_file.or(file.key_file),
         };
@@ -99,14 +111,19 @@ pub struct ServerMaterial {
 pub fn server_material(config: &HubConfig) -> anyhow::Result<ServerMaterial> {
     let ca_pem_path = config.data_dir.join("ca.pem");
     if let (Some(cert_file), Some(key_file)) = (&config.cert_file, &config.key_file) {
-        let chain = tls::certificates_from_pem(&read(cert_file)?, &cert_file.display().to_string())?;
-        let private_key = tls::private_key_from_pem(&read(key_file)?, &key_file.display().to_string())?;
+        let chain =
+            tls::certificates_from_pem(&read(cert_file)?, &cert_file.display().to_string())?;
+        let private_key =
+            tls::private_key_from_pem(&read(key_file)?, &key_file.display().to_string())?;
         if !ca_pem_path.exists() {
             // Publish the user's chain root so clients have one file to trust.
             let last = chain.last().cloned().into_iter().collect::<Vec<_>>();
             write_private(&ca_pem_path, tls::certificates_to_pem(&last).as_bytes())?;
         }
-        return Ok(ServerMaterial { ca_pem_path, server: tls::IssuedCertificate { chain, private_key } });
+        return Ok(ServerMaterial {
+            ca_pem_path,
+            server: tls::IssuedCertificate { chain, private_key },
+        });
     }
     let ca_key_path = config.data_dir.join("ca.key.pem");
     let authority = if ca_pem_path.exists() && ca_key_path.exists() {
@@ -130,7 +147,10 @@ pub fn server_material(config: &HubConfig) -> anyhow::Result<ServerMaterial> {
     for addr in [config.mqtt_addr, config.https_addr] {
         let ip = addr.ip();
         if ip.is_unspecified() {
-            for loopback in ["127.0.0.1".parse().expect("literal"), "::1".parse().expect("literal")] {
+            for loopback in [
+                "127.0.0.1".parse().expect("literal"),
+                "::1".parse().expect("literal"),
+            ] {
                 if !ip_addresses.contains(&loopback) {
                     ip_addresses.push(loopback);
                 }
@@ -148,7 +168,10 @@ pub fn server_material(config: &HubConfig) -> anyhow::Result<ServerMaterial> {
         ip_addresses,
         validity: tls::CertificateValidity::days_from_now(365),
     })?;
-    Ok(ServerMaterial { ca_pem_path, server })
+    Ok(ServerMaterial {
+        ca_pem_path,
+        server,
+    })
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -169,7 +192,8 @@ pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", temporary.display()))?;
     file.write_all(contents)?;
     file.sync_all()?;
-    std::fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -179,9 +203,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let material = server_material(&config)?;
 
-    let hub = hub_core::Hub::open(&config.data_dir, &config.hostname, hub_core::HubOptions::default())
-        .await
-        .context("cannot open the hub's data directory")?;
+    let hub = hub_core::Hub::open(
+        &config.data_dir,
+        &config.hostname,
+        hub_core::HubOptions::default(),
+    )
+    .await
+    .context("cannot open the hub's data directory")?;
     let owner_path = config.data_dir.join("owner-connection-string");
     let owner = hub
         .policy_connection_string("iothubowner")
@@ -189,7 +217,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     write_private(&owner_path, format!("{owner}\n").as_bytes())?;
 
     let resolver = Arc::new(tls::ReloadableCertificateResolver::new(&material.server)?);
-    let mqtt_tls = Arc::new(tls::server_config(resolver.clone(), tls::ClientCertificates::AcceptAnyOptional)?);
+    let mqtt_tls = Arc::new(tls::server_config(
+        resolver.clone(),
+        tls::ClientCertificates::AcceptAnyOptional,
+    )?);
     let mut https_tls = tls::server_config(resolver, tls::ClientCertificates::AcceptAnyOptional)?;
     https_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
 
@@ -203,7 +234,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for MQTT on {}", config.mqtt_addr))?;
     let https_listener = TcpListener::bind(config.https_addr)
         .await
-        .with_context(|| format!("cannot listen for HTTPS on {} (ports below 1024 need root)", config.https_addr))?;
+        .with_context(|| {
+            format!(
+                "cannot listen for HTTPS on {} (ports below 1024 need root)",
+                config.https_addr
+            )
+        })?;
 
     println!("Outpost hub `{}` is serving", config.hostname);
     println!("  MQTT/TLS         {}", config.mqtt_addr);
@@ -212,7 +248,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("  owner policy     {}", owner_path.display());
     tracing::info!(hostname = %config.hostname, mqtt = %config.mqtt_addr, https = %config.https_addr, "hub started");
 
-    let https = hub_api::serve(https_listener, Arc::new(https_tls), hub.clone(), frontend.clone());
+    let https = hub_api::serve(
+        https_listener,
+        Arc::new(https_tls),
+        hub.clone(),
+        frontend.clone(),
+    );
     tokio::select! {
         () = frontend.serve_tls(mqtt_listener, mqtt_tls) => bail!("the MQTT listener stopped"),
         result = https => result.context("the HTTPS listener stopped")?,

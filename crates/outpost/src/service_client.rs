@@ -45,7 +45,8 @@ impl FullResponse {
         if self.body.is_empty() {
             return Ok(serde_json::Value::Null);
         }
-        serde_json::from_slice(&self.body).with_context(|| format!("hub answered {} with a body that is not JSON", self.status))
+        serde_json::from_slice(&self.body)
+            .with_context(|| format!("hub answered {} with a body that is not JSON", self.status))
     }
 
     /// Fails with the hub's own error message unless the status is a success.
@@ -56,7 +57,12 @@ impl FullResponse {
         let text = String::from_utf8_lossy(&self.body);
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
-            .and_then(|value| value.get("Message").and_then(|m| m.as_str()).map(str::to_owned))
+            .and_then(|value| {
+                value
+                    .get("Message")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_owned)
+            })
             .unwrap_or_else(|| text.into_owned());
         bail!("hub refused the request: {} {}", self.status, message)
     }
@@ -67,16 +73,32 @@ impl ServiceClient {
     pub fn new(connection_string: &str, ca_pem: &str) -> anyhow::Result<ServiceClient> {
         let connection_string = ServiceConnectionString::parse(connection_string)
             .context("the hub connection string is not a service policy connection string (HostName=...;SharedAccessKeyName=...;SharedAccessKey=...)")?;
-        let roots = tls::certificates_from_pem(ca_pem.as_bytes(), "the CA file").context("the CA file holds no usable PEM certificate")?;
-        let config = tls::client_config(&roots).context("cannot build a TLS client configuration from the CA file")?;
+        let roots = tls::certificates_from_pem(ca_pem.as_bytes(), "the CA file")
+            .context("the CA file holds no usable PEM certificate")?;
+        let config = tls::client_config(&roots)
+            .context("cannot build a TLS client configuration from the CA file")?;
         let authority = connection_string.host_name().as_str().to_owned();
-        let host = authority.rsplit_once(':').map_or(authority.as_str(), |(host, _)| host).to_owned();
-        let authority = if authority.contains(':') { authority } else { format!("{authority}:443") };
-        Ok(ServiceClient { connection_string, tls: tokio_rustls::TlsConnector::from(Arc::new(config)), authority, host })
+        let host = authority
+            .rsplit_once(':')
+            .map_or(authority.as_str(), |(host, _)| host)
+            .to_owned();
+        let authority = if authority.contains(':') {
+            authority
+        } else {
+            format!("{authority}:443")
+        };
+        Ok(ServiceClient {
+            connection_string,
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            authority,
+            host,
+        })
     }
 
     fn token(&self) -> String {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let expiry = (now + TOKEN_LIFETIME).as_secs();
         let scope = ResourceScope::hub(self.connection_string.host_name().clone());
         SasToken::sign(
@@ -101,9 +123,18 @@ impl ServiceClient {
             Some(json) => {
                 let mut headers = extra_headers.to_vec();
                 headers.push(("content-type", "application/json; charset=utf-8".to_owned()));
-                self.send_bytes(method, path_and_query, Bytes::from(serde_json::to_vec(&json)?), &headers).await
+                self.send_bytes(
+                    method,
+                    path_and_query,
+                    Bytes::from(serde_json::to_vec(&json)?),
+                    &headers,
+                )
+                .await
             }
-            None => self.send_bytes(method, path_and_query, Bytes::new(), extra_headers).await,
+            None => {
+                self.send_bytes(method, path_and_query, Bytes::new(), extra_headers)
+                    .await
+            }
         }
     }
 
@@ -119,15 +150,23 @@ impl ServiceClient {
             .await
             .map_err(|_| anyhow!("timed out connecting to the hub at {}", self.authority))?
             .with_context(|| format!("cannot connect to the hub at {}", self.authority))?;
-        let server_name =
-            ServerName::try_from(self.host.clone()).map_err(|_| anyhow!("`{}` is not a valid TLS server name", self.host))?;
+        let server_name = ServerName::try_from(self.host.clone())
+            .map_err(|_| anyhow!("`{}` is not a valid TLS server name", self.host))?;
         let tls = self.tls.connect(server_name, tcp).await.with_context(|| {
-            format!("TLS handshake with {} failed; is --ca-file the hub's CA (DATA_DIR/ca.pem)?", self.authority)
+            format!(
+                "TLS handshake with {} failed; is --ca-file the hub's CA (DATA_DIR/ca.pem)?",
+                self.authority
+            )
         })?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         tokio::spawn(connection);
 
-        let separator = if path_and_query.contains('?') { '&' } else { '?' };
+        let separator = if path_and_query.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
         let uri = format!("{path_and_query}{separator}api-version={API_VERSION}");
         let mut request = Request::builder()
             .method(method)
@@ -138,7 +177,10 @@ impl ServiceClient {
         for (name, value) in extra_headers {
             request = request.header(*name, value);
         }
-        let response = sender.send_request(request.body(Full::new(body))?).await.context("the hub closed the connection")?;
+        let response = sender
+            .send_request(request.body(Full::new(body))?)
+            .await
+            .context("the hub closed the connection")?;
         Ok(response)
     }
 
@@ -150,7 +192,11 @@ impl ServiceClient {
         body: Bytes,
         extra_headers: &[(&str, String)],
     ) -> anyhow::Result<FullResponse> {
-        read_full(self.send_bytes(method, path_and_query, body, extra_headers).await?).await
+        read_full(
+            self.send_bytes(method, path_and_query, body, extra_headers)
+                .await?,
+        )
+        .await
     }
 
     /// Sends one request and reads the whole response.
@@ -161,14 +207,26 @@ impl ServiceClient {
         body: Option<serde_json::Value>,
         extra_headers: &[(&str, String)],
     ) -> anyhow::Result<FullResponse> {
-        read_full(self.send(method, path_and_query, body, extra_headers).await?).await
+        read_full(
+            self.send(method, path_and_query, body, extra_headers)
+                .await?,
+        )
+        .await
     }
 }
 
 async fn read_full(response: Response<Incoming>) -> anyhow::Result<FullResponse> {
     let (parts, body) = response.into_parts();
-    let body = body.collect().await.context("reading the hub's answer")?.to_bytes();
-    Ok(FullResponse { status: parts.status, headers: parts.headers, body })
+    let body = body
+        .collect()
+        .await
+        .context("reading the hub's answer")?
+        .to_bytes();
+    Ok(FullResponse {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
 }
 
 /// Percent-encodes one path segment with nothing safe, as the service SDK does.

@@ -34,7 +34,10 @@ fn read_events(hub: &Hub, device: &str, count: usize) -> Vec<Value> {
         "--output",
         "json",
     ]);
-    stdout.lines().map(|line| serde_json::from_str(line).expect("one JSON object per line")).collect()
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect()
 }
 
 fn check_telemetry_events(events: &[Value], device: &str, count: usize) {
@@ -42,18 +45,38 @@ fn check_telemetry_events(events: &[Value], device: &str, count: usize) {
     let mut seen = HashSet::new();
     for event in events {
         assert_eq!(event["deviceId"], device);
-        let index = event["applicationProperties"]["index"].as_str().expect("index property").to_owned();
+        let index = event["applicationProperties"]["index"]
+            .as_str()
+            .expect("index property")
+            .to_owned();
         let number: usize = index.parse().expect("numeric index");
-        let body: Value = serde_json::from_str(event["body"].as_str().expect("utf-8 body")).expect("json body");
+        let body: Value =
+            serde_json::from_str(event["body"].as_str().expect("utf-8 body")).expect("json body");
         assert_eq!(body["i"], number, "body matches its properties");
-        let expected_alert = if number % 2 == 1 { "high temp" } else { "ok&=/%" };
+        let expected_alert = if number % 2 == 1 {
+            "high temp"
+        } else {
+            "ok&=/%"
+        };
         assert_eq!(event["applicationProperties"]["alert"], expected_alert);
-        assert_eq!(event["systemProperties"]["message-id"], format!("m-{number}"));
+        assert_eq!(
+            event["systemProperties"]["message-id"],
+            format!("m-{number}")
+        );
         assert_eq!(event["systemProperties"]["correlation-id"], "corr 1");
-        assert_eq!(event["systemProperties"]["content-type"], "application/json");
+        assert_eq!(
+            event["systemProperties"]["content-type"],
+            "application/json"
+        );
         assert_eq!(event["systemProperties"]["content-encoding"], "utf-8");
-        assert_eq!(event["systemProperties"]["iothub-connection-device-id"], device);
-        assert!(event["enqueuedTime"].is_string(), "enqueued time stamped: {event}");
+        assert_eq!(
+            event["systemProperties"]["iothub-connection-device-id"],
+            device
+        );
+        assert!(
+            event["enqueuedTime"].is_string(),
+            "enqueued time stamped: {event}"
+        );
         assert!(seen.insert(number), "no duplicates");
     }
 }
@@ -91,7 +114,10 @@ fn module_client_sends_to_outputs_and_serves_twin_and_methods() {
     let events = read_events(&hub, device, 1);
     assert_eq!(events[0]["moduleId"], "mod1");
     assert_eq!(events[0]["body"], "hello from module");
-    assert_eq!(events[0]["systemProperties"]["iothub-outputname"], "output1");
+    assert_eq!(
+        events[0]["systemProperties"]["iothub-outputname"],
+        "output1"
+    );
 }
 
 #[test]
@@ -122,7 +148,10 @@ fn cloud_to_device_messages_reach_the_device_with_properties() {
             &format!("c-{index}"),
         ]);
     }
-    let result = hub.scenario(&["c2d_receive", "c2d-dev", "3"], &[("OUTPOST_DEVICE_CS", connection_string.trim())]);
+    let result = hub.scenario(
+        &["c2d_receive", "c2d-dev", "3"],
+        &[("OUTPOST_DEVICE_CS", connection_string.trim())],
+    );
     let received = result["received"].as_array().expect("received list");
     assert_eq!(received.len(), 3);
     for (index, message) in received.iter().enumerate() {
@@ -137,18 +166,37 @@ fn cloud_to_device_messages_reach_the_device_with_properties() {
 fn acknowledged_telemetry_twins_and_queued_c2d_survive_kill_9() {
     let mut hub = hub();
     hub.scenario(&["telemetry", "crash-dev", "200"], &[]);
-    hub.cli_ok(&["twin", "update", "crash-dev", "--desired", r#"{"mode":"eco"}"#, "--tags", r#"{"site":"b1"}"#]);
-    hub.cli_ok(&["c2d", "send", "crash-dev", "queued while offline", "--message-id", "q-1"]);
+    hub.cli_ok(&[
+        "twin",
+        "update",
+        "crash-dev",
+        "--desired",
+        r#"{"mode":"eco"}"#,
+        "--tags",
+        r#"{"site":"b1"}"#,
+    ]);
+    hub.cli_ok(&[
+        "c2d",
+        "send",
+        "crash-dev",
+        "queued while offline",
+        "--message-id",
+        "q-1",
+    ]);
     let connection_string = hub.cli_ok(&["device", "connection-string", "crash-dev"]);
 
     hub.kill_9();
     hub.restart();
 
     check_telemetry_events(&read_events(&hub, "crash-dev", 200), "crash-dev", 200);
-    let twin: Value = serde_json::from_str(&hub.cli_ok(&["twin", "show", "crash-dev"])).expect("twin json");
+    let twin: Value =
+        serde_json::from_str(&hub.cli_ok(&["twin", "show", "crash-dev"])).expect("twin json");
     assert_eq!(twin["properties"]["desired"]["mode"], "eco");
     assert_eq!(twin["tags"]["site"], "b1");
-    let result = hub.scenario(&["c2d_receive", "crash-dev", "1"], &[("OUTPOST_DEVICE_CS", connection_string.trim())]);
+    let result = hub.scenario(
+        &["c2d_receive", "crash-dev", "1"],
+        &[("OUTPOST_DEVICE_CS", connection_string.trim())],
+    );
     assert_eq!(result["received"][0]["messageId"], "q-1");
 }
 
@@ -168,15 +216,23 @@ fn management_cli_reports_clear_errors() {
         .env_remove("OUTPOST_HUB_CONNECTION_STRING")
         .output()
         .expect("run outpost");
-    assert!(String::from_utf8_lossy(&no_connection.stderr).contains("OUTPOST_HUB_CONNECTION_STRING"));
+    assert!(
+        String::from_utf8_lossy(&no_connection.stderr).contains("OUTPOST_HUB_CONNECTION_STRING")
+    );
 }
 
 #[test]
-fn expired_tokens_foreign_topics_oversized_malformed_and_qos2_are_refused_while_others_are_served() {
+fn expired_tokens_foreign_topics_oversized_malformed_and_qos2_are_refused_while_others_are_served()
+{
     let hub = hub();
     let result = hub.scenario(&["bad_clients"], &[]);
     assert_eq!(result["expiredTokenConnack"], 5);
-    assert!(result["invalidPatchReply"].as_str().is_some_and(|topic| topic.contains("/res/400/")), "{result}");
+    assert!(
+        result["invalidPatchReply"]
+            .as_str()
+            .is_some_and(|topic| topic.contains("/res/400/")),
+        "{result}"
+    );
     assert_eq!(result["stillServed"], true);
 }
 
@@ -206,7 +262,13 @@ fn self_signed_x509_device_authenticates_by_thumbprint() {
     std::fs::write(&key_file, certificate.private_key_pem()).expect("write key");
     let thumbprint = tls::thumbprint_sha1_hex(certificate.end_entity());
     let result = hub.scenario(
-        &["x509_device", "x509-dev", cert_file.to_str().expect("utf-8"), key_file.to_str().expect("utf-8"), &thumbprint],
+        &[
+            "x509_device",
+            "x509-dev",
+            cert_file.to_str().expect("utf-8"),
+            key_file.to_str().expect("utf-8"),
+            &thumbprint,
+        ],
         &[],
     );
     assert_eq!(result["authenticationType"], "selfSigned");

@@ -28,7 +28,10 @@ pub fn outpost_binary() -> PathBuf {
 }
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 /// The Python interpreter of the venv `scripts/test` prepares.
@@ -50,7 +53,12 @@ impl Hub {
     pub fn start(address: &str) -> Hub {
         let temp = tempfile::tempdir().expect("tempdir");
         let data_dir = temp.path().join("hub");
-        let mut hub = Hub { address: address.to_owned(), data_dir, child: None, _temp: Some(temp) };
+        let mut hub = Hub {
+            address: address.to_owned(),
+            data_dir,
+            child: None,
+            _temp: Some(temp),
+        };
         hub.spawn();
         hub
     }
@@ -78,7 +86,11 @@ impl Hub {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten())
+            {
                 panic!("hub exited early with {status}; log:\n{}", self.log());
             }
             let ready = self.data_dir.join("owner-connection-string").exists()
@@ -87,7 +99,11 @@ impl Hub {
             if ready {
                 return;
             }
-            assert!(Instant::now() < deadline, "hub did not become ready; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "hub did not become ready; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -111,7 +127,10 @@ impl Hub {
     }
 
     pub fn owner_connection_string(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("owner-connection-string")).expect("owner connection string").trim().to_owned()
+        std::fs::read_to_string(self.data_dir.join("owner-connection-string"))
+            .expect("owner connection string")
+            .trim()
+            .to_owned()
     }
 
     pub fn ca_file(&self) -> PathBuf {
@@ -141,14 +160,18 @@ impl Hub {
             self.log()
         );
         let last = stdout.lines().last().unwrap_or_default();
-        serde_json::from_str(last).unwrap_or_else(|error| panic!("scenario printed no JSON ({error}): {stdout}"))
+        serde_json::from_str(last)
+            .unwrap_or_else(|error| panic!("scenario printed no JSON ({error}): {stdout}"))
     }
 
     /// Runs an `outpost` management command against this hub.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(outpost_binary())
             .args(args)
-            .env("OUTPOST_HUB_CONNECTION_STRING", self.owner_connection_string())
+            .env(
+                "OUTPOST_HUB_CONNECTION_STRING",
+                self.owner_connection_string(),
+            )
             .env("OUTPOST_CA_FILE", self.ca_file())
             .output()
             .expect("run outpost")
