@@ -336,6 +336,8 @@ pub struct RouteCondition {
     text: String,
     /// `None` for the literal `true`, which needs no evaluation.
     compiled: Option<Condition>,
+    /// Whether the text may read the sender's twin (see [`RouteCondition::references_twin`]).
+    references_twin: bool,
 }
 
 impl RouteCondition {
@@ -344,6 +346,7 @@ impl RouteCondition {
         RouteCondition {
             text: "true".to_owned(),
             compiled: None,
+            references_twin: false,
         }
     }
 
@@ -353,16 +356,26 @@ impl RouteCondition {
             return Ok(RouteCondition {
                 text: text.to_owned(),
                 compiled: None,
+                references_twin: false,
             });
         }
         Ok(RouteCondition {
             text: text.to_owned(),
             compiled: Some(Condition::parse(text)?),
+            references_twin: mentions_twin(text),
         })
     }
 
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// Whether evaluating the condition may read the sender's twin (`$twin...`), so the caller
+    /// must supply it. Conservative: true whenever `$twin` appears in the text (ASCII case
+    /// ignored), even inside a string literal, which only costs an unneeded twin load. A `$twin`
+    /// path always starts with that identifier verbatim, so no real reference is missed.
+    pub fn references_twin(&self) -> bool {
+        self.references_twin
     }
 
     /// Whether the condition is the literal `true`.
@@ -376,6 +389,13 @@ impl RouteCondition {
             .as_ref()
             .is_none_or(|condition| condition.evaluate(message))
     }
+}
+
+/// Whether `text` contains `$twin`, ignoring ASCII case.
+fn mentions_twin(text: &str) -> bool {
+    text.as_bytes()
+        .windows(5)
+        .any(|window| window.eq_ignore_ascii_case(b"$twin"))
 }
 
 impl Default for RoutingConfig {

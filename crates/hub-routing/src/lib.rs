@@ -16,6 +16,9 @@
 //!   durable appends to `events` through the hub's [`EventsEndpoint`], and one delivery task
 //!   per custom endpoint behind a bounded queue: webhooks over plain HTTP/1.1 with capped
 //!   exponential back-off and a dead-letter count, files with one `fdatasync` per batch.
+//!   [`Router::dispatch_loading_twin`] loads the sender's twin only when a condition of the
+//!   message's source mentions `$twin` ([`RoutingTable::needs_twin`]), and
+//!   [`Router::may_route`] lets producers of notifications skip building messages nobody routes.
 //! - **Notifications** ([`twin_change_event`], [`device_lifecycle_event`]): the messages IoT
 //!   Hub emits for the `TwinChangeEvents` and `DeviceLifecycleEvents` sources.
 //!

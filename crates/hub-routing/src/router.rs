@@ -305,6 +305,56 @@ impl Router {
         }
         let live = self.snapshot();
         let endpoints = live.table.route_set(source, &message, twin);
+        self.deliver(&live, source, message, endpoints).await
+    }
+
+    /// [`Router::dispatch`] that obtains the twin only when the configuration in force needs
+    /// it: `load_twin` runs (once) only if a route of `source` mentions `$twin` (see
+    /// [`RoutingTable::needs_twin`]). The table is read once, so a reconfiguration racing with
+    /// this call cannot leave a `$twin` condition without its twin.
+    pub async fn dispatch_loading_twin<LoadTwin, TwinFuture>(
+        &self,
+        source: RoutingSource,
+        message: Message,
+        load_twin: LoadTwin,
+    ) -> Result<DispatchOutcome, DispatchError>
+    where
+        LoadTwin: FnOnce() -> TwinFuture,
+        TwinFuture: Future<Output = Option<Value>>,
+    {
+        if self.inner.shut_down.load(Ordering::Acquire) {
+            return Err(DispatchError::ShutDown);
+        }
+        let live = self.snapshot();
+        let twin = if live.table.needs_twin(source) {
+            load_twin().await
+        } else {
+            None
+        };
+        let endpoints = live.table.route_set(source, &message, twin.as_ref());
+        self.deliver(&live, source, message, endpoints).await
+    }
+
+    /// Whether a message of `source` can go anywhere with the configuration in force (see
+    /// [`RoutingTable::may_route`]); notification producers skip building messages otherwise.
+    pub fn may_route(&self, source: RoutingSource) -> bool {
+        self.snapshot().table.may_route(source)
+    }
+
+    /// Whether the configuration in force reads `$twin` for `source` (see
+    /// [`RoutingTable::needs_twin`]).
+    pub fn needs_twin(&self, source: RoutingSource) -> bool {
+        self.snapshot().table.needs_twin(source)
+    }
+
+    /// Appends to `events` and queues for custom endpoints, as the routing decision says.
+    async fn deliver(
+        &self,
+        live: &LiveRouting,
+        source: RoutingSource,
+        message: Message,
+        endpoints: EndpointSet,
+    ) -> Result<DispatchOutcome, DispatchError> {
         let mut outcome = DispatchOutcome {
             endpoints,
             events_offset: None,

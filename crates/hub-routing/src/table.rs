@@ -149,6 +149,8 @@ pub struct RoutingTable {
     routes_by_source: [Vec<CompiledRoute>; 3],
     /// The fallback condition when the fallback route is enabled.
     fallback: Option<RouteCondition>,
+    /// Per source: whether any condition routing it may read `$twin`.
+    twin_needed_by_source: [bool; 3],
 }
 
 impl RoutingTable {
@@ -181,11 +183,38 @@ impl RoutingTable {
             .fallback()
             .enabled
             .then(|| config.fallback().condition.clone());
+        let mut twin_needed_by_source = [false; 3];
+        for source in RoutingSource::ALL {
+            let routes = &routes_by_source[source.index()];
+            let fallback_reads_twin = source == RoutingSource::DeviceMessages
+                && fallback
+                    .as_ref()
+                    .is_some_and(RouteCondition::references_twin);
+            twin_needed_by_source[source.index()] =
+                fallback_reads_twin || routes.iter().any(|route| route.condition.references_twin());
+        }
         RoutingTable {
             endpoint_names,
             routes_by_source,
             fallback,
+            twin_needed_by_source,
         }
+    }
+
+    /// Whether routing a message of `source` may read the sender's twin: some enabled route of
+    /// the source (or the fallback route, for device messages) mentions `$twin`. When false,
+    /// the twin can be left out (`None`) without changing any decision, so the caller need not
+    /// load it.
+    pub fn needs_twin(&self, source: RoutingSource) -> bool {
+        self.twin_needed_by_source[source.index()]
+    }
+
+    /// Whether a message of `source` can go anywhere at all: some route of the source is
+    /// enabled, or (for device messages) the fallback route is. When false the caller can skip
+    /// building the message.
+    pub fn may_route(&self, source: RoutingSource) -> bool {
+        !self.routes_by_source[source.index()].is_empty()
+            || (source == RoutingSource::DeviceMessages && self.fallback.is_some())
     }
 
     /// Every endpoint of the table; the index is the one [`EndpointSet`] uses.

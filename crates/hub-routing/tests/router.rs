@@ -579,3 +579,60 @@ async fn configuration_is_stored_and_swapped_without_restart() {
     .replace(&directory.path().display().to_string(), "DIR");
     expect!["the stored routing configuration DIR/config/routing.json is unusable: routing configuration is not valid JSON of the expected shape: EOF while parsing a list at line 1 column 12"].assert_eq(&error);
 }
+
+#[tokio::test]
+async fn twin_is_loaded_only_when_a_condition_reads_it() {
+    let directory = tempfile::tempdir().unwrap();
+    let events = Arc::new(MemoryEvents::default());
+    let router = open_router(directory.path(), events.clone()).await;
+    let loads = std::sync::atomic::AtomicUsize::new(0);
+    let load = || async {
+        loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Some(json!({"tags": {"env": "prod"}}))
+    };
+    // The default configuration never reads the twin.
+    router
+        .dispatch_loading_twin(
+            RoutingSource::DeviceMessages,
+            telemetry("dev1", &[], "a"),
+            load,
+        )
+        .await
+        .unwrap();
+    assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    router
+        .apply(&document(json!({
+            "routes": [{"name": "prod", "source": "DeviceMessages",
+                        "condition": "$twin.tags.env = 'prod'", "endpointNames": ["events"]}],
+            "fallbackRoute": {"isEnabled": false}
+        })))
+        .await
+        .unwrap();
+    assert!(router.needs_twin(RoutingSource::DeviceMessages));
+    assert!(!router.may_route(RoutingSource::TwinChangeEvents));
+    let outcome = router
+        .dispatch_loading_twin(
+            RoutingSource::DeviceMessages,
+            telemetry("dev1", &[], "b"),
+            load,
+        )
+        .await
+        .unwrap();
+    assert!(outcome.endpoints.contains_events());
+    let outcome = router
+        .dispatch_loading_twin(
+            RoutingSource::DeviceMessages,
+            telemetry("dev1", &[], "c"),
+            || async {
+                loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Some(json!({"tags": {"env": "test"}}))
+            },
+        )
+        .await
+        .unwrap();
+    assert!(outcome.is_unrouted());
+    assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(router.shutdown(GRACE).await);
+    assert_eq!(events.bodies(), ["a", "b"]);
+}

@@ -266,6 +266,58 @@ fn microsoft_documentation_examples() {
 }
 
 #[test]
+fn twin_is_needed_only_where_a_condition_mentions_it() {
+    let render = |json: &str| {
+        let table = RoutingTable::new(&config(json));
+        RoutingSource::ALL
+            .iter()
+            .map(|source| {
+                format!(
+                    "{}: mayRoute={} needsTwin={}",
+                    source.as_str(),
+                    table.may_route(*source),
+                    table.needs_twin(*source)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    };
+    expect![[r#"
+        DeviceMessages: mayRoute=true needsTwin=false
+        TwinChangeEvents: mayRoute=false needsTwin=false
+        DeviceLifecycleEvents: mayRoute=false needsTwin=false
+    "#]]
+    .assert_eq(&render("{}"));
+    expect![[r#"
+        DeviceMessages: mayRoute=true needsTwin=true
+        TwinChangeEvents: mayRoute=true needsTwin=false
+        DeviceLifecycleEvents: mayRoute=false needsTwin=false
+    "#]]
+    .assert_eq(&render(DOC_EXAMPLES));
+    // Case is ignored; a disabled route does not count; the fallback route's condition counts.
+    expect![[r#"
+        DeviceMessages: mayRoute=true needsTwin=true
+        TwinChangeEvents: mayRoute=true needsTwin=true
+        DeviceLifecycleEvents: mayRoute=false needsTwin=false
+    "#]]
+    .assert_eq(&render(
+        r#"{"routes": [
+            {"name": "t", "source": "TwinChangeEvents", "condition": "$TWIN.tags.a = 1", "endpointNames": ["events"]},
+            {"name": "l", "source": "DeviceLifecycleEvents", "condition": "$twin.tags.a = 1",
+             "endpointNames": ["events"], "isEnabled": false}
+        ],
+        "fallbackRoute": {"condition": "$twin.tags.env != 'test'", "isEnabled": true}}"#,
+    ));
+    expect![[r#"
+        DeviceMessages: mayRoute=false needsTwin=false
+        TwinChangeEvents: mayRoute=false needsTwin=false
+        DeviceLifecycleEvents: mayRoute=false needsTwin=false
+    "#]]
+    .assert_eq(&render(r#"{"fallbackRoute": {"isEnabled": false}}"#));
+}
+
+#[test]
 fn fallback_route_cases() {
     let messages = || {
         [
