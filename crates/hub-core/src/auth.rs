@@ -98,11 +98,11 @@ fn host_without_port(host: &str) -> &str {
     }
 }
 
-fn same_host(token_host: &str, hub_host: &str) -> bool {
+pub(crate) fn same_host(token_host: &str, hub_host: &str) -> bool {
     host_without_port(token_host).eq_ignore_ascii_case(host_without_port(hub_host))
 }
 
-fn verify_with_keys(token: &SasToken, keys: [&str; 2], now_unix_secs: u64) -> Result<(), String> {
+pub(crate) fn verify_with_keys(token: &SasToken, keys: [&str; 2], now_unix_secs: u64) -> Result<(), String> {
     let mut last_error = "no key".to_owned();
     for key_text in keys {
         let Ok(key) = SymmetricKey::from_base64(key_text) else {

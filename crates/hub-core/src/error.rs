@@ -18,6 +18,9 @@ pub enum ErrorCode {
     IotHubUnauthorizedAccess,
     /// The device's C2D queue already holds the maximum number of messages (403).
     DeviceMaximumQueueDepthExceeded,
+    /// The caller is authenticated but may not do this (403): an edge device's own token used
+    /// outside its device-scoped routes.
+    Forbidden,
     /// No such device (404).
     DeviceNotFound,
     /// No such module on the device (404).
@@ -52,6 +55,7 @@ impl ErrorCode {
             ErrorCode::TooManyDevices => "TooManyDevices",
             ErrorCode::IotHubUnauthorizedAccess => "IotHubUnauthorizedAccess",
             ErrorCode::DeviceMaximumQueueDepthExceeded => "DeviceMaximumQueueDepthExceeded",
+            ErrorCode::Forbidden => "Forbidden",
             ErrorCode::DeviceNotFound => "DeviceNotFound",
             ErrorCode::ModuleNotFound => "ModuleNotFound",
             ErrorCode::DeviceNotOnline => "DeviceNotOnline",
@@ -75,6 +79,7 @@ impl ErrorCode {
             ErrorCode::TooManyDevices => 400013,
             ErrorCode::IotHubUnauthorizedAccess => 401002,
             ErrorCode::DeviceMaximumQueueDepthExceeded => 403004,
+            ErrorCode::Forbidden => 403000,
             ErrorCode::DeviceNotFound => 404001,
             ErrorCode::ModuleNotFound => 404010,
             ErrorCode::DeviceNotOnline => 404103,
@@ -110,6 +115,9 @@ pub enum HubError {
     /// The request is not authorized; the text says why.
     #[error("{0}")]
     Unauthorized(String),
+    /// The caller is authenticated but not allowed to do this; the text says why.
+    #[error("{0}")]
+    Forbidden(String),
     /// The device does not exist.
     #[error("device {device_id} does not exist")]
     DeviceNotFound {
@@ -197,6 +205,7 @@ impl HubError {
         match self {
             HubError::InvalidArgument(_) => ErrorCode::ArgumentInvalid,
             HubError::Unauthorized(_) => ErrorCode::IotHubUnauthorizedAccess,
+            HubError::Forbidden(_) => ErrorCode::Forbidden,
             HubError::DeviceNotFound { .. } => ErrorCode::DeviceNotFound,
             HubError::ModuleNotFound { .. } => ErrorCode::ModuleNotFound,
             HubError::DeviceAlreadyExists { .. } => ErrorCode::DeviceAlreadyExists,

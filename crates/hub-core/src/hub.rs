@@ -2,11 +2,12 @@
 //! in-flight cloud-to-device deliveries. The REST API and the MQTT front end both call into it.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use hub_routing::Router;
 use iothub_auth::{HostName, SymmetricKey};
 use iothub_types::{DeviceId, Identity};
 use tokio::sync::Notify;
@@ -16,6 +17,7 @@ use crate::connections::DeviceConnections;
 use crate::error::HubError;
 use crate::methods::PendingMethods;
 use crate::model::{SharedAccessPolicy, default_policy_rights};
+use crate::routing::{TelemetryEvents, default_routing_directory, router_options};
 use crate::storage::{HubStore, SqliteStore};
 use crate::telemetry::{FileTelemetryLog, TelemetryLog};
 
@@ -67,6 +69,9 @@ pub struct HubOptions {
     pub clock: Arc<dyn Clock>,
     /// The limits to enforce.
     pub limits: HubLimits,
+    /// Where the routing configuration (`routing.json`) and file endpoints (`files/`) live.
+    /// [`Hub::open`] defaults it to `DATA_DIR/routing`; [`Hub::with_backends`] requires it.
+    pub routing_directory: Option<PathBuf>,
 }
 
 impl Default for HubOptions {
@@ -74,9 +79,13 @@ impl Default for HubOptions {
         HubOptions {
             clock: Arc::new(SystemClock),
             limits: HubLimits::default(),
+            routing_directory: None,
         }
     }
 }
+
+/// How long closing the hub waits for custom routing endpoints to drain their queues.
+const ROUTER_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What the hub knows about one live connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +98,8 @@ pub struct Hub {
     pub(crate) host_name: HostName,
     pub(crate) store: Arc<dyn HubStore>,
     pub(crate) telemetry: Arc<dyn TelemetryLog>,
+    /// Routes telemetry and notifications; its `events` endpoint is `telemetry`.
+    pub(crate) router: Router,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limits: HubLimits,
     pub(crate) policies: RwLock<Vec<SharedAccessPolicy>>,
@@ -122,14 +133,18 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Hub {
     /// Opens the hub whose state lives in `data_dir` (created when missing): the SQLite registry
-    /// (`registry.db`) and the telemetry log (`telemetry/`). On first start it creates the default
+    /// (`registry.db`), the telemetry log (`telemetry/`) and the message routing configuration
+    /// and file endpoints (`routing/`, unless the options say otherwise). On first start it creates the default
     /// shared access policies (`iothubowner`, `service`, `device`, `registryRead`,
     /// `registryReadWrite`) with fresh random keys.
     pub async fn open(
         data_dir: &Path,
         host_name: &str,
-        options: HubOptions,
+        mut options: HubOptions,
     ) -> Result<Arc<Hub>, HubError> {
+        options
+            .routing_directory
+            .get_or_insert_with(|| default_routing_directory(data_dir));
         std::fs::create_dir_all(data_dir).map_err(|error| {
             HubError::storage(format!("cannot create {}: {error}", data_dir.display()))
         })?;
@@ -139,6 +154,7 @@ impl Hub {
     }
 
     /// Builds a hub over the given storage backends (the seam for other databases and logs).
+    /// `options.routing_directory` must be set: the routing configuration is stored there.
     pub async fn with_backends(
         store: Arc<dyn HubStore>,
         telemetry: Arc<dyn TelemetryLog>,
@@ -148,6 +164,19 @@ impl Hub {
         let host_name = HostName::new(host_name).map_err(|error| {
             HubError::InvalidArgument(format!("invalid host name {host_name:?}: {error}"))
         })?;
+        let routing_directory = options.routing_directory.clone().ok_or_else(|| {
+            HubError::InvalidArgument(
+                "HubOptions::routing_directory is required to build a hub over custom backends"
+                    .to_owned(),
+            )
+        })?;
+        let events = Arc::new(TelemetryEvents {
+            telemetry: Arc::clone(&telemetry),
+            clock: Arc::clone(&options.clock),
+        });
+        let router = Router::open(router_options(&routing_directory), events)
+            .await
+            .map_err(|error| HubError::storage(format!("cannot start message routing: {error}")))?;
         let mut policies = store.list_policies().await?;
         for (name, rights) in default_policy_rights() {
             if policies.iter().any(|policy| policy.name == name) {
@@ -166,6 +195,7 @@ impl Hub {
             host_name,
             store,
             telemetry,
+            router,
             clock: options.clock,
             limits: options.limits,
             policies: RwLock::new(policies),
@@ -237,8 +267,12 @@ impl Hub {
         self.connections.get()
     }
 
-    /// Closes the storage backends, waiting until everything written is durable.
+    /// Closes the storage backends, waiting until everything written is durable. Custom routing
+    /// endpoints get a few seconds to drain their queues first.
     pub async fn close(&self) -> Result<(), HubError> {
+        if !self.router.shutdown(ROUTER_SHUTDOWN_GRACE).await {
+            tracing::warn!("routing endpoints did not drain in time; queued messages were dropped");
+        }
         self.flush_last_activity().await;
         self.telemetry.close().await
     }

@@ -6,7 +6,9 @@
 //! authorizes service requests against shared access policies, authenticates connecting devices,
 //! pushes desired-property patches, direct method requests and C2D messages through the
 //! [`DeviceConnections`] the front end attaches, and matches method responses by request id.
-//! Time comes from a [`Clock`], so expiry is testable. Wire shapes (REST JSON, MQTT topics) are
+//! Device telemetry, twin change and device lifecycle notifications go through the message
+//! [`hub_routing::Router`] ([`Hub::router`]), whose built-in `events` endpoint is the telemetry
+//! log; see `routing.rs` for what is produced when. Time comes from a [`Clock`], so expiry is testable. Wire shapes (REST JSON, MQTT topics) are
 //! not here: `hub-api` and `mqtt-frontend` translate.
 
 #![forbid(unsafe_code)]
@@ -15,6 +17,7 @@ mod auth;
 mod c2d;
 mod clock;
 mod connections;
+mod edge;
 mod error;
 mod frontend;
 mod hub;
@@ -22,6 +25,7 @@ mod methods;
 mod model;
 mod query;
 mod registry;
+mod routing;
 mod storage;
 mod telemetry;
 mod twins;
@@ -32,6 +36,7 @@ pub use auth::{
 pub use c2d::{C2dAccepted, C2dPurged};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use connections::{C2dDelivery, DeviceConnections, MethodRequest};
+pub use edge::EDGE_MANAGED_BY;
 pub use error::{ErrorCode, HubError};
 pub use frontend::{FrontendConnections, HubBackend};
 pub use hub::{Hub, HubLimits, HubOptions, REGISTRY_DATABASE_FILE, TELEMETRY_DIRECTORY};
@@ -45,6 +50,7 @@ pub use model::{
 };
 pub use query::{MAX_QUERY_PAGE_SIZE, QueryPage};
 pub use registry::{AuthenticationSpec, EDGE_SYSTEM_MODULES, IdentitySpec, IdentityView};
+pub use routing::{ROUTING_DIRECTORY, ROUTING_FILES_DIRECTORY};
 pub use storage::{
     BoxFuture, DeviceCounts, HubStore, IdentityKey, IdentityScope, MemoryStore, QueuedC2dMessage,
     SqliteStore, StoredIdentity,

@@ -3,6 +3,7 @@
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use hub_routing::LifecycleOperation;
 use iothub_auth::SymmetricKey;
 use iothub_types::{DeviceId, Identity, ModuleId};
 use twin::{ConnectionState, IdentityStatus, IfMatch, Twin, TwinIdentity, TwinTimestamp};
@@ -263,7 +264,7 @@ impl Hub {
     /// `if_match` is `None` (409 when it exists), otherwise updates it when the etag matches
     /// (`*` matches any; 404 when it does not exist, 412 on mismatch). Creating an IoT Edge
     /// device also creates its `$edgeAgent` and `$edgeHub` modules. Disabling a device drops its
-    /// live connections.
+    /// live connections. Creating routes a `createDeviceIdentity` lifecycle event per identity.
     pub async fn put_identity(
         &self,
         identity: &Identity,
@@ -336,6 +337,9 @@ impl Hub {
         if !self.store.insert_identity(&stored).await? {
             return Err(already_exists(identity));
         }
+        let view = self.view(stored).await?;
+        self.emit_lifecycle(&view, LifecycleOperation::CreateDeviceIdentity)
+            .await;
         if iot_edge {
             for module_name in EDGE_SYSTEM_MODULES {
                 let module_id = ModuleId::new(module_name).map_err(HubError::storage)?;
@@ -347,7 +351,7 @@ impl Hub {
                 }
             }
         }
-        self.view(stored).await
+        Ok(view)
     }
 
     async fn update_identity(
@@ -421,7 +425,8 @@ impl Hub {
 
     /// `DELETE /devices/{id}` and `DELETE /devices/{id}/modules/{mid}` with `If-Match`
     /// (`None` or `*` deletes unconditionally). A deleted device loses its modules, queued
-    /// messages and live connections.
+    /// messages and live connections. Routes one `deleteDeviceIdentity` lifecycle event for the
+    /// deleted identity (not one per module of a deleted device).
     pub async fn delete_identity(
         &self,
         identity: &Identity,
@@ -435,6 +440,12 @@ impl Hub {
         if let Some(if_match) = if_match {
             check_identity_if_match(if_match, &stored.record.etag)?;
         }
+        // The lifecycle notification carries the twin as it was before the delete.
+        let deleted_view = if self.lifecycle_routed() {
+            Some(self.view(stored).await?)
+        } else {
+            None
+        };
         if !self
             .store
             .delete_identity(&identity.device, identity.module.as_ref())
@@ -444,6 +455,10 @@ impl Hub {
         }
         if let Some(connections) = self.connections() {
             connections.disconnect(identity).await;
+        }
+        if let Some(view) = deleted_view {
+            self.emit_lifecycle(&view, LifecycleOperation::DeleteDeviceIdentity)
+                .await;
         }
         Ok(())
     }

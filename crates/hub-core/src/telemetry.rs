@@ -12,7 +12,7 @@ use base64::Engine;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use iothub_types::{DeviceId, Identity, Message, ModuleId, SystemProperties};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use store::{
     CheckpointName, CheckpointStore, LogHandle, LogOptions, ReadLimits, StartPosition, StoreError,
 };
@@ -20,7 +20,9 @@ use store::{
 use crate::auth::AuthenticatedDevice;
 use crate::error::HubError;
 use crate::hub::Hub;
+use crate::routing::dispatch_error;
 use crate::storage::BoxFuture;
+use hub_routing::RoutingSource;
 
 /// One record as a [`TelemetryLog`] returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,8 +177,9 @@ impl TelemetryLog for FileTelemetryLog {
     }
 }
 
-/// The stored form of one telemetry event (compact JSON; the body in base64).
-#[derive(Serialize, Deserialize)]
+/// The stored form of one telemetry event (compact JSON; the body in base64). Written by
+/// `routing::encode_event` from a borrowed message, in the same shape.
+#[derive(Deserialize)]
 struct StoredEvent {
     #[serde(rename = "d")]
     device_id: DeviceId,
@@ -310,13 +313,15 @@ fn decode_event(record: &LogRecord) -> Result<TelemetryEvent, HubError> {
 }
 
 impl Hub {
-    /// Accepts a device-to-cloud message from an authenticated device or module. Resolves once
-    /// the message is durable in the telemetry log (acknowledge the device only then), with its offset.
+    /// Accepts a device-to-cloud message from an authenticated device or module and routes it
+    /// (source `DeviceMessages`). Resolves once the message is durable in the telemetry log when
+    /// it is routed there (acknowledge the device only then), with its offset; `None` when the
+    /// routes sent it only to custom endpoints, or nowhere.
     pub async fn ingest_telemetry(
         &self,
         sender: &AuthenticatedDevice,
         mut message: Message,
-    ) -> Result<u64, HubError> {
+    ) -> Result<Option<u64>, HubError> {
         let size = message.iothub_size();
         if size > self.limits.telemetry_max_message_bytes {
             return Err(HubError::TooLarge {
@@ -332,19 +337,15 @@ impl Hub {
         message.system.connection_auth_method = Some(sender.method.to_wire().to_owned());
         message.system.connection_auth_generation_id = Some(sender.generation_id.clone());
         message.system.enqueued_time = Some(now.to_rfc3339_opts(SecondsFormat::Millis, true));
-        let stored = StoredEvent {
-            device_id: identity.device.clone(),
-            module_id: identity.module.clone(),
-            system: message.system,
-            application: message.application,
-            body: base64::engine::general_purpose::STANDARD.encode(&message.body),
-        };
-        let payload = serde_json::to_vec(&stored).map_err(HubError::storage)?;
-        let timestamp_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
         self.device_activity(identity);
-        self.telemetry
-            .append(Bytes::from(payload), timestamp_ms)
+        let outcome = self
+            .router
+            .dispatch_loading_twin(RoutingSource::DeviceMessages, message, || {
+                self.routing_twin(&identity.device)
+            })
             .await
+            .map_err(dispatch_error)?;
+        Ok(outcome.events_offset)
     }
 
     /// Opens a consumer for `group` starting at `start`.

@@ -29,7 +29,8 @@ impl Hub {
     }
 
     /// `PATCH` or `PUT /twins/{id}[/modules/{mid}]` with `If-Match` (`None` or `*` for any).
-    /// A change to desired properties is pushed to the connected device or module.
+    /// A change to desired properties is pushed to the connected device or module; the change
+    /// is routed as a twin change event.
     pub async fn update_twin(
         &self,
         identity: &Identity,
@@ -48,6 +49,7 @@ impl Hub {
             })
             .await?;
         self.notify_desired_change(identity, &change).await;
+        self.emit_twin_change(identity, &change, &view.twin).await;
         Ok(view)
     }
 
@@ -66,6 +68,7 @@ impl Hub {
             })
             .await?;
         self.notify_desired_change(identity, &change).await;
+        self.emit_twin_change(identity, &change, &view.twin).await;
         Ok(view)
     }
 
@@ -89,7 +92,7 @@ impl Hub {
     ) -> Result<u64, HubError> {
         let patch = twin::parse_json_object(body, "reported properties patch")?;
         self.device_activity(identity);
-        let (_, change) = self
+        let (view, change) = self
             .write_twin(identity, |twin, now| {
                 if let Some(expected) = expected_version {
                     twin.check_section_version(twin::TwinSection::Reported, expected)?;
@@ -97,6 +100,7 @@ impl Hub {
                 twin.apply_reported_patch(patch.clone(), now)
             })
             .await?;
+        self.emit_twin_change(identity, &change, &view.twin).await;
         Ok(change.reported.map_or(0, |reported| reported.version))
     }
 

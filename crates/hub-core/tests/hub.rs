@@ -992,8 +992,8 @@ async fn telemetry_is_durable_and_consumer_groups_resume() {
         .ingest_telemetry(&sender, Message::new(vec![0u8; 256 * 1024 + 1]))
         .await;
     let mut lines = vec![
-        format!("offsets {offset} {second}"),
-        outcome(&too_big, |offset| offset.to_string()),
+        format!("offsets {offset:?} {second:?}"),
+        outcome(&too_big, |offset| format!("{offset:?}")),
     ];
 
     let mut consumer = fixture
@@ -1065,7 +1065,7 @@ async fn telemetry_is_durable_and_consumer_groups_resume() {
     check(
         lines,
         expect![[r#"
-            offsets 0 1
+            offsets Some(0) Some(1)
             error MessageTooLarge 413: device-to-cloud message is 262145 bytes, the limit is 262144
             0 dev1 body=b"{\"t\":1}" system={"contentType":"application/json","connectionDeviceId":"dev1","connectionAuthGenerationId":"1800000000000000","connectionAuthMethod":"{\"scope\":\"device\",\"type\":\"sas\",\"issuer\":\"iothub\"}","enqueuedTime":"2027-01-15T08:00:00.000Z"} app=[("alert", Some("high"))] enqueued=2027-01-15T08:00:00+00:00
             1 dev1/m1 body=b"\xff\0" system={"connectionDeviceId":"dev1","connectionModuleId":"m1","connectionAuthGenerationId":"1800000000000000","connectionAuthMethod":"{\"scope\":\"device\",\"type\":\"sas\",\"issuer\":\"iothub\"}","enqueuedTime":"2027-01-15T08:00:00.000Z"} app=[] enqueued=2027-01-15T08:00:00+00:00

@@ -53,6 +53,7 @@ impl Fixture {
             .expect("telemetry log");
         let options = HubOptions {
             clock: clock.clone(),
+            routing_directory: Some(directory.path().join("routing")),
             ..HubOptions::default()
         };
         let hub = Hub::with_backends(
