@@ -48,12 +48,35 @@
 //! `{"consumerGroup","offset"(null if never committed),"firstOffset","nextOffset"}`;
 //! `PUT /events/consumerGroups/{group}` with `{"offset": N}` commits N, the offset the group
 //! reads next (so after processing event `k`, commit `k + 1`); 204.
+//!
+//! **Message routing** (see the `hub-routing` crate for the configuration's JSON shape:
+//! `endpoints.webhooks`, `endpoints.files`, `routes`, `fallbackRoute`). Changing the
+//! configuration needs a policy with *every* right ([`HUB_CONFIGURATION_RIGHTS`], as the
+//! default `iothubowner` has), because routes can send device data anywhere; reading and
+//! testing need ServiceConnect.
+//!
+//! | Route | Right | Answer |
+//! |---|---|---|
+//! | `GET /routing` | ServiceConnect | 200, the configuration in force with defaults spelt out |
+//! | `PUT /routing` (the configuration) | every right | 200, the configuration now in force (stored in `DATA_DIR/routing/routing.json`, applied without restart); 400 `ArgumentInvalid` whose message lists every problem, condition errors with a caret diagram |
+//! | `POST /routing/test` | ServiceConnect | 200 `{"routingSource","matchedRoutes":[..],"fallbackApplied","endpoints":[..]}`; nothing is sent |
+//! | `GET /routing/stats` | ServiceConnect | 200 `{"eventsAppended","unrouted","endpoints":[{"name","kind","delivered","retries","deadLettered","droppedQueueFull","queued","lastError"?}]}` |
+//!
+//! The body of `POST /routing/test` follows IoT Hub's "test all routes" input:
+//! `{"routingSource": "DeviceMessages" (default) | "TwinChangeEvents" | "DeviceLifecycleEvents",
+//! "message": {"body": "text" or any JSON value (taken as its JSON text), "appProperties": {name: value|null},
+//! "systemProperties": {"contentType", "contentEncoding", "connectionDeviceId", "messageId", ...}},
+//! "twin": {"tags": .., "properties": {"desired": .., "reported": ..}}}`. Without `twin`, `$twin`
+//! reads the twin of the device named by `connectionDeviceId`, if it exists. `$body` conditions
+//! need `contentType` `application/json` and `contentEncoding` `utf-8` (or UTF-16/32), as in IoT Hub.
+//! File endpoints write under `DATA_DIR/routing/files`.
 
 #![forbid(unsafe_code)]
 
 mod error;
 mod events;
 mod routes;
+mod routing;
 mod server;
 mod wire;
 
@@ -71,6 +94,7 @@ use mqtt_frontend::ClientCertificate;
 pub use error::ApiError;
 pub use events::{DEFAULT_CONSUMER_GROUP, event_json};
 pub use routes::{APPLICATION_PROPERTY_HEADER_PREFIX, DEFAULT_DEVICE_LIST_SIZE, MAX_BULK_ENTRIES};
+pub use routing::HUB_CONFIGURATION_RIGHTS;
 pub use server::{ConnectionInfo, serve_connection, serve_plain, serve_router};
 pub use wire::{device_json, module_json, time_json};
 
@@ -149,6 +173,12 @@ pub fn router(hub: Arc<Hub>, websocket: Option<WebSocketHandler>) -> Router {
             "/events/consumerGroups/{group}",
             get(events::get_consumer_group).put(events::put_consumer_group),
         )
+        .route(
+            "/routing",
+            get(routing::get_routing).put(routing::put_routing),
+        )
+        .route("/routing/test", post(routing::test_route))
+        .route("/routing/stats", get(routing::routing_stats))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state);

@@ -760,3 +760,136 @@ async fn https_listener_serves_the_api_over_tls() {
         GET /statistics/devices?api-version=2021-04-12 -> 200 [] {"disabledDeviceCount":0,"enabledDeviceCount":1,"totalDeviceCount":1}"#]],
     );
 }
+
+#[tokio::test]
+async fn routing_is_configured_tested_and_counted_over_rest() {
+    let api = Api::new().await;
+    api.line(Method::PUT, "/devices/dev1", &[], "{}").await;
+    api.line(
+        Method::PATCH,
+        "/twins/dev1",
+        &[("if-match", "*")],
+        r#"{"tags":{"env":"prod"}}"#,
+    )
+    .await;
+    let config = r#"{
+        "endpoints": {"files": [{"name": "archive", "path": "archive.jsonl"}]},
+        "routes": [
+            {"name": "hot", "source": "DeviceMessages", "condition": "alert = 'high' AND $body.temp > 20",
+             "endpointNames": ["archive"]},
+            {"name": "prod", "source": "DeviceMessages", "condition": "$twin.tags.env = 'prod'",
+             "endpointNames": ["events"]}
+        ]
+    }"#;
+    let invalid = r#"{"routes": [
+        {"name": "bad", "source": "DeviceMessages", "condition": "alert = = 'high'", "endpointNames": ["events"]},
+        {"name": "worse", "source": "Nowhere", "endpointNames": ["missing"]}
+    ]}"#;
+    let hot_message = r#"{"message": {"body": {"temp": 25}, "appProperties": {"alert": "high"},
+        "systemProperties": {"contentType": "application/json", "contentEncoding": "utf-8", "connectionDeviceId": "dev1"}}}"#;
+    let mut lines = vec![
+        api.line(Method::GET, "/routing", &[], "").await,
+        api.line(Method::PUT, "/routing", &[], config).await,
+        api.line(Method::POST, "/routing/test", &[], hot_message).await,
+        api.line(
+            Method::POST,
+            "/routing/test",
+            &[],
+            r#"{"message": {"body": "{\"temp\": 25}", "appProperties": {"alert": "high"}}, "twin": {"tags": {"env": "test"}}}"#,
+        )
+        .await,
+        api.line(
+            Method::POST,
+            "/routing/test",
+            &[],
+            r#"{"routingSource": "TwinChangeEvents", "message": {}}"#,
+        )
+        .await,
+        api.line(
+            Method::POST,
+            "/routing/test",
+            &[],
+            r#"{"message": {"systemProperties": {"contentTyp": "application/json"}}}"#,
+        )
+        .await,
+        api.line(Method::PUT, "/routing", &[], r#"{"routes": 1}"#)
+            .await,
+    ];
+    // The whole error message, caret diagram included.
+    let (status, _, text) = api
+        .send(Some("iothubowner"), Method::PUT, "/routing", &[], invalid)
+        .await;
+    let error: Value = serde_json::from_str(&text).expect("error body");
+    lines.push(format!(
+        "invalid -> {}:\n{}",
+        status.as_u16(),
+        error["Message"].as_str().expect("message")
+    ));
+    // Changing routing needs every right; reading needs ServiceConnect.
+    for (policy, method, path) in [
+        ("service", Method::PUT, "/routing"),
+        ("registryReadWrite", Method::PUT, "/routing"),
+        ("service", Method::GET, "/routing"),
+        ("registryRead", Method::GET, "/routing/stats"),
+    ] {
+        let body = if method == Method::PUT { config } else { "" };
+        let (status, headers, _) = api
+            .send(Some(policy), method.clone(), path, &[], body)
+            .await;
+        lines.push(format!(
+            "{policy} {method} {path} -> {} {}",
+            status.as_u16(),
+            headers
+                .get("iothub-errorcode")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("")
+        ));
+    }
+
+    let sender = hub_core::AuthenticatedDevice {
+        identity: Identity::device(DeviceId::new("dev1").expect("id")),
+        method: hub_core::AuthMethod::DeviceSas,
+        generation_id: "1".to_owned(),
+        token_expiry_unix_secs: None,
+    };
+    let mut message = Message::new(Bytes::from_static(b"{\"temp\":21}"))
+        .with_application_property("alert", Some("high"));
+    message.system.content_type = Some("application/json".to_owned());
+    message.system.content_encoding = Some("utf-8".to_owned());
+    let offset = api
+        .hub
+        .ingest_telemetry(&sender, message)
+        .await
+        .expect("ingest");
+    lines.push(format!("telemetry offset {offset:?}"));
+    // Closing drains the file endpoint, so the counters are final.
+    api.hub.close().await.expect("close");
+    lines.push(api.line(Method::GET, "/routing/stats", &[], "").await);
+    check(
+        lines,
+        expect![[r#"
+        GET /routing -> 200 [] {"endpoints":{"files":[],"webhooks":[]},"fallbackRoute":{"condition":"true","endpointNames":["events"],"isEnabled":true,"name":"$fallback","source":"DeviceMessages"},"routes":[]}
+        PUT /routing -> 200 [] {"endpoints":{"files":[{"name":"archive","path":"archive.jsonl"}],"webhooks":[]},"fallbackRoute":{"condition":"true","endpointNames":["events"],"isEnabled":true,"name":"$fallback","source":"DeviceMessages"},"routes":[{"condition":"alert = 'high' AND $body.temp > 20","endpointNames":["archive"],"isEnabled":true,"name":"hot","source":"DeviceMessages"},{"condition":"$twin.tags.env = 'prod'","endpointNames":["events"],"isEnabled":true,"name":"prod","source":"DeviceMessages"}]}
+        POST /routing/test -> 200 [] {"endpoints":["events","archive"],"fallbackApplied":false,"matchedRoutes":["hot","prod"],"routingSource":"DeviceMessages"}
+        POST /routing/test -> 200 [] {"endpoints":["events"],"fallbackApplied":true,"matchedRoutes":[],"routingSource":"DeviceMessages"}
+        POST /routing/test -> 200 [] {"endpoints":[],"fallbackApplied":false,"matchedRoutes":[],"routingSource":"TwinChangeEvents"}
+        POST /routing/test -> 400 [iothub-errorcode=ArgumentInvalid] {"ExceptionMessage":"<redacted>","Message":"ErrorCode:ArgumentInvalid;message.systemProperties has an unknown or empty property \"contentTyp\""}
+        PUT /routing -> 400 [iothub-errorcode=ArgumentInvalid] {"ExceptionMessage":"<redacted>","Message":"ErrorCode:ArgumentInvalid;the routing configuration is not JSON of the expected shape: invalid type: integer `1`, expected a sequence at line 1 column 12"}
+        invalid -> 400:
+        ErrorCode:ArgumentInvalid;invalid routing configuration (3 problems)
+        - route "bad": condition does not parse
+        error: expected expression, found `=`
+         --> 1:9
+          |
+        1 | alert = = 'high'
+          |         ^
+        - route "worse": unknown source "Nowhere", expected DeviceMessages, TwinChangeEvents or DeviceLifecycleEvents
+        - route "worse": unknown endpoint "missing"
+        service PUT /routing -> 401 IotHubUnauthorizedAccess
+        registryReadWrite PUT /routing -> 401 IotHubUnauthorizedAccess
+        service GET /routing -> 200 
+        registryRead GET /routing/stats -> 401 IotHubUnauthorizedAccess
+        telemetry offset Some(0)
+        GET /routing/stats -> 200 [] {"endpoints":[{"deadLettered":0,"delivered":1,"droppedQueueFull":0,"kind":"file","name":"archive","queued":0,"retries":0}],"eventsAppended":1,"unrouted":0}"#]],
+    );
+}
