@@ -69,12 +69,8 @@ def unique(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def telemetry(device_id, count, transport="tls"):
-    """Creates a device and sends `count` messages with custom properties; the harness reads them back."""
-    rm = registry()
-    _, cs = create_device(rm, device_id)
-    client = device_client(cs, websockets=(transport == "ws"))
-    client.connect()
+def send_numbered(client, count):
+    """Sends `count` JSON messages {"i", "temp"} with properties index and alert (odd: "high temp")."""
     for i in range(int(count)):
         msg = Message(json.dumps({"i": i, "temp": 20 + i % 7}))
         msg.message_id = f"m-{i}"
@@ -84,6 +80,24 @@ def telemetry(device_id, count, transport="tls"):
         msg.custom_properties["index"] = str(i)
         msg.custom_properties["alert"] = "high temp" if i % 2 else "ok&=/%"
         client.send_message(msg)
+
+
+def telemetry(device_id, count, transport="tls"):
+    """Creates a device and sends `count` messages with custom properties; the harness reads them back."""
+    rm = registry()
+    _, cs = create_device(rm, device_id)
+    client = device_client(cs, websockets=(transport == "ws"))
+    client.connect()
+    send_numbered(client, count)
+    client.shutdown()
+    return {"sent": int(count), "deviceId": device_id}
+
+
+def telemetry_existing(device_id, count):
+    """The messages of `telemetry`, sent as an existing device (OUTPOST_DEVICE_CS, created by the harness)."""
+    client = device_client(os.environ["OUTPOST_DEVICE_CS"])
+    client.connect()
+    send_numbered(client, count)
     client.shutdown()
     return {"sent": int(count), "deviceId": device_id}
 

@@ -1,9 +1,10 @@
 //! The `outpost` binary: command-line parsing and wiring. All logic lives in the library crates.
 //!
 //! `outpost hub serve` runs the cloud hub; the management commands (`device`, `module`, `twin`, `method`,
-//! `c2d`, `monitor`, `query`) talk to a running hub over its service REST API with a shared access policy.
+//! `c2d`, `monitor`, `query`, `route`) talk to a running hub over its service REST API with a shared access policy.
 
 mod manage;
+mod route;
 mod serve;
 mod service_client;
 
@@ -39,6 +40,8 @@ enum Command {
     Monitor(manage::MonitorArgs),
     /// Run an IoT Hub query, e.g. `outpost query "SELECT * FROM devices WHERE tags.env = 'prod'"`.
     Query(manage::QueryArgs),
+    /// Show, replace, test and count the hub's message routing.
+    Route(route::RouteArgs),
 }
 
 #[derive(Subcommand)]
@@ -69,6 +72,7 @@ fn main() -> anyhow::Result<()> {
             Command::C2d(command) => manage::c2d(command).await,
             Command::Monitor(command) => manage::monitor(command).await,
             Command::Query(args) => manage::query(args).await,
+            Command::Route(args) => route::route(args).await,
         }
     })
 }

@@ -27,7 +27,7 @@ pub struct HubConnection {
     ca_file: Option<PathBuf>,
     /// Output format: `table` for people, `json` for scripts.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table, global = true)]
-    output: OutputFormat,
+    pub(crate) output: OutputFormat,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -37,7 +37,7 @@ pub enum OutputFormat {
 }
 
 impl HubConnection {
-    fn client(&self) -> anyhow::Result<ServiceClient> {
+    pub(crate) fn client(&self) -> anyhow::Result<ServiceClient> {
         let connection_string = self.hub_connection_string.as_deref().ok_or_else(|| {
             anyhow!(
                 "no hub connection string: pass --hub-connection-string or set OUTPOST_HUB_CONNECTION_STRING \
@@ -52,7 +52,7 @@ impl HubConnection {
         ServiceClient::new(connection_string.trim(), &ca_pem)
     }
 
-    fn print(&self, value: &Value, columns: &[(&str, &str)]) {
+    pub(crate) fn print(&self, value: &Value, columns: &[(&str, &str)]) {
         match self.output {
             OutputFormat::Json => println!(
                 "{}",
