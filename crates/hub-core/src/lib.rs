@@ -8,8 +8,9 @@
 //! [`DeviceConnections`] the front end attaches, and matches method responses by request id.
 //! Device telemetry, twin change and device lifecycle notifications go through the message
 //! [`hub_routing::Router`] ([`Hub::router`]), whose built-in `events` endpoint is the telemetry
-//! log; see `routing.rs` for what is produced when. Time comes from a [`Clock`], so expiry is testable. Wire shapes (REST JSON, MQTT topics) are
-//! not here: `hub-api` and `mqtt-frontend` translate.
+//! log; `routing.rs` says what is produced when. Time comes from a [`Clock`], so expiry is
+//! testable. Wire shapes (REST JSON, MQTT topics) are not here: `hub-api` and `mqtt-frontend`
+//! translate.
 
 #![forbid(unsafe_code)]
 
