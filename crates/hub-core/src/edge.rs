@@ -161,16 +161,16 @@ impl ConfigurationContent {
             .ok_or_else(|| invalid("the body must hold a modulesContent object".to_owned()))?;
         let mut modules: Vec<ModuleId> = Vec::new();
         let mut desired = Vec::new();
-        let mut add_module = |modules: &mut Vec<ModuleId>, module_id: ModuleId| {
+        fn add_module(modules: &mut Vec<ModuleId>, module_id: ModuleId) {
             if !modules.contains(&module_id) {
                 modules.push(module_id);
             }
-        };
+        }
         for (key, entry) in modules_content {
             let module_id = module_id(key)?;
-            let entry = entry.as_object().ok_or_else(|| {
-                invalid(format!("modulesContent.{key} must be a JSON object"))
-            })?;
+            let entry = entry
+                .as_object()
+                .ok_or_else(|| invalid(format!("modulesContent.{key} must be a JSON object")))?;
             match entry.get(DESIRED_PROPERTIES_KEY) {
                 None => {}
                 Some(Value::Object(properties)) => {
