@@ -230,7 +230,11 @@ impl IotHubClient {
     async fn submit(&self, request: Request) -> Result<Outcome, ClientError> {
         if self.while_disconnected == WhileDisconnected::FailFast {
             match &*self.state.borrow() {
-                ConnectionState::Connected => {}
+                // A planned reconnection with a fresh token: the operation waits for it.
+                ConnectionState::Connected
+                | ConnectionState::Disconnected {
+                    reason: DisconnectReason::TokenRenewal,
+                } => {}
                 ConnectionState::Disconnected {
                     reason: DisconnectReason::Shutdown,
                 } => return Err(ClientError::Closed),

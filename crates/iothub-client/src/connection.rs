@@ -172,8 +172,11 @@ impl Owner {
     /// Runs until shutdown: connect, serve, back off, reconnect.
     pub(crate) async fn run(mut self) {
         let mut failed_attempts: u32 = 0;
+        let mut renewing_token = false;
         loop {
-            let Some(attempt) = self.connect_phase().await else {
+            let attempt = self.connect_phase(renewing_token).await;
+            renewing_token = false;
+            let Some(attempt) = attempt else {
                 self.finish();
                 return;
             };
@@ -193,6 +196,7 @@ impl Owner {
                         SessionEnd::RenewToken => {
                             tracing::debug!(identity = %self.settings.identity, "reconnecting to renew the token");
                             self.set_disconnected(DisconnectReason::TokenRenewal);
+                            renewing_token = true;
                             continue;
                         }
                         SessionEnd::Lost(reason) => {
@@ -280,15 +284,20 @@ impl Owner {
         }
     }
 
-    /// One connection attempt, serving commands meanwhile. `None` means shutdown.
-    async fn connect_phase(&mut self) -> Option<Result<Connection, ConnectError>> {
+    /// One connection attempt, serving commands meanwhile, except right after a planned token
+    /// renewal: then commands wait in their queue for the reconnection (a planned renewal is not a
+    /// disconnection that should fail operations). `None` means shutdown.
+    async fn connect_phase(
+        &mut self,
+        renewing_token: bool,
+    ) -> Option<Result<Connection, ConnectError>> {
         let attempt = establish(self.settings.clone());
         tokio::pin!(attempt);
         loop {
             let deadline = self.core.next_deadline();
             tokio::select! {
                 result = &mut attempt => return Some(result),
-                command = self.commands.recv() => {
+                command = self.commands.recv(), if !renewing_token => {
                     if !self.handle_command_offline(command) {
                         return None;
                     }

@@ -202,6 +202,10 @@ impl Default for ReconnectPolicy {
 /// The default is [`WhileDisconnected::FailFast`]: callers learn at once that the hub is
 /// unreachable and keep their own durable copy (the edge hub's store) instead of piling work up in
 /// memory, and they watch [`crate::ConnectionState`] to know when to resume.
+///
+/// A planned token renewal is not a disconnection in this sense: the client first lets operations
+/// in flight finish (up to ten seconds), and operations started meanwhile wait for the immediate
+/// reconnection in either mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum WhileDisconnected {
     /// New operations fail with [`crate::ClientError::NotConnected`]; operations already sent fail

@@ -613,6 +613,20 @@ async fn token_provider_tokens_are_renewed_by_reconnecting() {
     };
     let options = hub.options_with("edge1/$edgeAgent", Credentials::token_provider(provider));
     let (client, _events) = IotHubClient::connect(options).await.unwrap();
+
+    // Telemetry keeps flowing through the renewal: nothing fails, not even in fail-fast mode.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = tokio::spawn({
+        let client = client.clone();
+        let stop = stop.clone();
+        async move {
+            let mut results = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                results.push(client.send_telemetry(Message::new("steady")).await);
+            }
+            results
+        }
+    });
     let disconnected = hub
         .wait_for(|event| matches!(event, HubEvent::Disconnected { .. }))
         .await;
@@ -625,16 +639,28 @@ async fn token_provider_tokens_are_renewed_by_reconnecting() {
     );
     hub.wait_for(|event| matches!(event, HubEvent::Connected { .. }))
         .await;
+    // A few more messages after the reconnection, then stop.
+    for _ in 0..3 {
+        hub.wait_for(|event| matches!(event, HubEvent::Telemetry { .. }))
+            .await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let results = tokio::time::timeout(PATIENCE, sender)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(results.len() > 3);
+    assert!(
+        results.iter().all(Result::is_ok),
+        "{:?}",
+        results.iter().find(|result| result.is_err())
+    );
     assert!(calls.load(Ordering::SeqCst) >= 2);
     wait_for_state(
         &mut client.connection_state(),
         ConnectionState::is_connected,
     )
     .await;
-    client
-        .send_telemetry(Message::new("renewed"))
-        .await
-        .unwrap();
 
     let failing = hub.options_with(
         "edge1/$edgeAgent",
