@@ -18,6 +18,13 @@
 //! | `POST /devices/query` (`x-ms-max-item-count`, `x-ms-continuation`) | ServiceConnect or RegistryRead | 200 rows + `x-ms-item-type` |
 //! | `GET /statistics/devices`, `GET /statistics/service` | RegistryRead / ServiceConnect | 200 |
 //! | `DELETE /devices/{id}/commands` (purge the C2D queue) | ServiceConnect | 200 `{totalMessagesPurged, deviceId, moduleId}` |
+//! | `POST /devices/{id}/applyConfigurationContent` (`{"modulesContent": …}`, edge devices) | RegistryWrite | 204 |
+//!
+//! **Device-scoped access.** An IoT Edge device may sign with its own key (a SAS token without
+//! `skn`, `sr = {host}/devices/{id}`) to `GET /devices/{id}` and to `GET/PUT/DELETE` its own
+//! `/devices/{id}/modules[/{mid}]` (answers include module keys): this is how the edge runtime
+//! keeps its module identities in sync without a shared access policy. Such a token is refused
+//! with 403 `Forbidden` everywhere else and for other devices.
 //!
 //! Errors carry IoT Hub's shape: the status of the error code, header `iothub-errorcode`, body
 //! `{"Message":"ErrorCode:<Name>;<text>","ExceptionMessage":"Tracking ID:..."}`.
@@ -137,6 +144,10 @@ pub fn router(hub: Arc<Hub>, websocket: Option<WebSocketHandler>) -> Router {
                 .delete(routes::delete_device),
         )
         .route("/devices/{id}/modules", get(routes::get_modules))
+        .route(
+            "/devices/{id}/applyConfigurationContent",
+            post(routes::apply_configuration_content),
+        )
         .route(
             "/devices/{id}/modules/{mid}",
             get(routes::get_module)

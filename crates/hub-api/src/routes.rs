@@ -48,10 +48,53 @@ pub(crate) fn authorize(
             Err(error) => last_error = Some(error),
         }
     }
+    if device_scoped_token(header) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "a device-scoped token (no skn) only gives an IoT Edge device access to its own \
+             device and module identities",
+        ));
+    }
     Err(last_error.map_or_else(
         || ApiError::new(ErrorCode::IotHubUnauthorizedAccess, "no right given"),
         ApiError::from,
     ))
+}
+
+/// Whether the `Authorization` header holds a SAS token without `skn` scoped to one device: an
+/// IoT Edge device signing with its own key.
+fn device_scoped_token(header: Option<&str>) -> bool {
+    header
+        .and_then(|text| iothub_auth::SasToken::parse(text.trim()).ok())
+        .is_some_and(|token| {
+            token.key_name().is_none()
+                && matches!(token.scope(), iothub_auth::ResourceScope::Device { .. })
+        })
+}
+
+/// Like [`authorize`], but an IoT Edge device signing with its own key (see
+/// [`Hub::authorize_edge_device`]) is also let through when `device` is itself; another device's
+/// token is refused with 403.
+async fn authorize_for_device(
+    state: &ApiState,
+    headers: &HeaderMap,
+    rights: &[AccessRight],
+    device: &str,
+) -> Result<(), ApiError> {
+    let header = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok());
+    if !device_scoped_token(header) {
+        return authorize(state, headers, rights);
+    }
+    let edge_device = state.hub.authorize_edge_device(header).await?;
+    if edge_device.as_str() != device {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("device {edge_device} may only manage its own module identities"),
+        ));
+    }
+    Ok(())
 }
 
 fn if_match(headers: &HeaderMap) -> Option<String> {
@@ -114,7 +157,7 @@ pub(crate) async fn get_device(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult {
-    authorize(&state, &headers, &[AccessRight::RegistryRead])?;
+    authorize_for_device(&state, &headers, &[AccessRight::RegistryRead], &id).await?;
     let view = state
         .hub
         .get_identity(&Identity::device(device_id(&id)?))
@@ -166,7 +209,7 @@ pub(crate) async fn get_modules(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult {
-    authorize(&state, &headers, &[AccessRight::RegistryRead])?;
+    authorize_for_device(&state, &headers, &[AccessRight::RegistryRead], &id).await?;
     let device = device_id(&id)?;
     let views = state
         .hub
@@ -184,7 +227,7 @@ pub(crate) async fn get_module(
     headers: HeaderMap,
     Path((id, mid)): Path<(String, String)>,
 ) -> ApiResult {
-    authorize(&state, &headers, &[AccessRight::RegistryRead])?;
+    authorize_for_device(&state, &headers, &[AccessRight::RegistryRead], &id).await?;
     let view = state
         .hub
         .get_identity(&Identity::module(device_id(&id)?, module_id(&mid)?))
@@ -198,7 +241,7 @@ pub(crate) async fn put_module(
     Path((id, mid)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
-    authorize(&state, &headers, &[AccessRight::RegistryWrite])?;
+    authorize_for_device(&state, &headers, &[AccessRight::RegistryWrite], &id).await?;
     let identity = Identity::module(device_id(&id)?, module_id(&mid)?);
     let body = IdentityBody::parse(&body)?;
     if let Some(body_id) = &body.module_id
@@ -220,11 +263,29 @@ pub(crate) async fn delete_module(
     headers: HeaderMap,
     Path((id, mid)): Path<(String, String)>,
 ) -> ApiResult {
-    authorize(&state, &headers, &[AccessRight::RegistryWrite])?;
+    authorize_for_device(&state, &headers, &[AccessRight::RegistryWrite], &id).await?;
     let identity = Identity::module(device_id(&id)?, module_id(&mid)?);
     state
         .hub
         .delete_identity(&identity, if_match(&headers).as_deref())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /devices/{id}/applyConfigurationContent`: a deployment manifest's `modulesContent`
+/// written to an IoT Edge device's module twins (see [`Hub::apply_configuration_content`]); 204.
+pub(crate) async fn apply_configuration_content(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    authorize(&state, &headers, &[AccessRight::RegistryWrite])?;
+    let device = device_id(&id)?;
+    let content: Value = parse_json(&body, "configuration content")?;
+    state
+        .hub
+        .apply_configuration_content(&device, &content)
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
