@@ -418,6 +418,51 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever createOptions say, the module environment and our labels win, every other
+        /// createOptions entry survives in order, and Docker's restart policy stays off.
+        #[test]
+        fn the_runtime_wins_and_nothing_else_is_lost(
+            option_env in proptest::collection::vec(("[A-D]{1,2}", "[a-z]{0,3}"), 0..8),
+            module_env in proptest::collection::btree_map("[A-D]{1,2}", "[a-z]{0,3}", 0..5),
+            option_labels in proptest::collection::btree_map("[a-c.]{1,3}", "[a-z]{0,3}", 0..5),
+            our_labels in proptest::collection::btree_map("[a-c.]{1,3}", "[a-z]{0,3}", 0..3),
+        ) {
+            let option_env: Vec<String> =
+                option_env.iter().map(|(name, value)| format!("{name}={value}")).collect();
+            let create_options = json!({
+                "Env": option_env,
+                "Labels": option_labels,
+                "HostConfig": {"RestartPolicy": {"Name": "always"}},
+            });
+            let Value::Object(create_options) = create_options else { unreachable!() };
+            let mut additions = additions();
+            additions.environment = module_env.clone();
+            additions.labels = our_labels.clone();
+            let document = container_create_document(&create_options, &additions).unwrap();
+            let body = container_create_body(document).unwrap();
+
+            let expected_env: Vec<String> = option_env
+                .iter()
+                .filter(|entry| !module_env.contains_key(entry.split_once('=').unwrap().0))
+                .cloned()
+                .chain(module_env.iter().map(|(name, value)| format!("{name}={value}")))
+                .collect();
+            proptest::prop_assert_eq!(body.env.unwrap(), expected_env);
+            let mut expected_labels = option_labels.clone();
+            expected_labels.extend(our_labels);
+            let labels: BTreeMap<String, String> = body.labels.unwrap().into_iter().collect();
+            proptest::prop_assert_eq!(labels, expected_labels);
+            let host_config = body.host_config.unwrap();
+            proptest::prop_assert_eq!(
+                host_config.restart_policy.and_then(|policy| policy.name).map(|name| name.to_string()),
+                Some("no".to_owned())
+            );
+            proptest::prop_assert_eq!(host_config.auto_remove, Some(false));
+            proptest::prop_assert_eq!(body.image.as_deref(), Some("registry.local/sensor:1.0"));
+        }
+    }
+
     #[test]
     fn misfit_create_options_are_refused_with_their_path() {
         check(

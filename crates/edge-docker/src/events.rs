@@ -87,18 +87,27 @@ fn since_parameter(time: Timestamp) -> String {
     format!("{}.{:09}", time.timestamp(), time.timestamp_subsec_nanos())
 }
 
+/// How long a stop's cause waits for its die event before it is dropped (the event stream
+/// may have been down when the container died).
+const PENDING_STOP_LIFETIME: Duration = Duration::from_secs(600);
+
 /// Why each container we stopped is about to die, keyed by container id; the die event takes
-/// the entry. A die without an entry is the module's own exit.
+/// the entry, even when the container has been removed in the meantime (as `update` does). A
+/// die without an entry is the module's own exit.
 #[derive(Debug, Default)]
 pub(crate) struct PendingStops {
-    causes: Mutex<HashMap<String, ExitCause>>,
+    causes: Mutex<HashMap<String, (ExitCause, tokio::time::Instant)>>,
 }
 
 impl PendingStops {
     pub fn expect(&self, container_id: &str, cause: ExitCause) {
-        lock(&self.causes).insert(container_id.to_owned(), cause);
+        let now = tokio::time::Instant::now();
+        let mut causes = lock(&self.causes);
+        causes.retain(|_, (_, since)| now.duration_since(*since) < PENDING_STOP_LIFETIME);
+        causes.insert(container_id.to_owned(), (cause, now));
     }
 
+    /// Drops the cause of a stop that failed, so that no die event is expected for it.
     pub fn forget(&self, container_id: &str) {
         lock(&self.causes).remove(container_id);
     }
@@ -106,7 +115,7 @@ impl PendingStops {
     fn take(&self, container_id: &str) -> ExitCause {
         lock(&self.causes)
             .remove(container_id)
-            .unwrap_or(ExitCause::Exited)
+            .map_or(ExitCause::Exited, |(cause, _)| cause)
     }
 }
 

@@ -118,6 +118,28 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        /// A tagged reference splits into parts that join back into it.
+        #[test]
+        fn tagged_references_split_and_join_back(
+            registry in proptest::option::of("[a-z]{1,6}(\\.[a-z]{2,3}|:[1-9][0-9]{0,3})"),
+            path in "[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}",
+            tag in "[A-Za-z0-9_.-]{1,10}",
+        ) {
+            let image = match &registry {
+                Some(registry) => format!("{registry}/{path}:{tag}"),
+                None => format!("{path}:{tag}"),
+            };
+            let target = pull_target(&image);
+            let tag_part = target.tag.clone().unwrap();
+            proptest::prop_assert_eq!(format!("{}:{}", target.from_image, tag_part), image);
+            proptest::prop_assert_eq!(
+                target.registry,
+                registry.unwrap_or_else(|| DOCKER_HUB.to_owned())
+            );
+        }
+    }
+
     #[test]
     fn pull_targets_and_logins() {
         check(

@@ -619,13 +619,12 @@ impl<I: ModuleIdentities> DockerRuntime<I> {
             force: false,
             link: false,
         };
-        let result = self
+        match self
             .shared
             .docker
             .remove_container(&container.id, Some(options))
-            .await;
-        self.shared.pending_stops.forget(&container.id);
-        match result {
+            .await
+        {
             Ok(()) => Ok(()),
             Err(error) if is_status(&error, 404) => Ok(()),
             Err(error) => Err(failed(
