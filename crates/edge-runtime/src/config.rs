@@ -1,0 +1,308 @@
+//! The edge configuration file (TOML): its wire shape, validation and the settings the runtime
+//! runs with.
+//!
+//! ```toml
+//! hub_hostname = "hub.example.net"
+//! device_id = "edge-1"
+//! device_key = "<base64 primary key of the edge device>"
+//! hub_ca_file = "/etc/outpost/hub-ca.pem"
+//! gateway_hostname = "edge-1.local"
+//! data_dir = "/var/lib/outpost/edge"
+//! runtime = "process"
+//! # Optional:
+//! workload_socket_dir = "/var/lib/outpost/edge/mnt"
+//! hub_mqtt_port = 8883
+//! hub_https_port = 443
+//! ```
+//!
+//! Instead of `hub_hostname`, `device_id` and `device_key`, the file may give the device's
+//! `connection_string` (with `SharedAccessKey`). Unknown keys are refused, so typos do not pass
+//! silently; paths must be absolute, so the runtime does not depend on its working directory.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use iothub_auth::{ClientCredential, ConnectionString, HostName, SymmetricKey};
+use iothub_types::DeviceId;
+use serde::{Deserialize, Serialize};
+
+/// The MQTT over TLS port of the hub unless configured otherwise.
+pub const DEFAULT_HUB_MQTT_PORT: u16 = 8883;
+/// The HTTPS port of the hub unless configured otherwise.
+pub const DEFAULT_HUB_HTTPS_PORT: u16 = 443;
+
+/// Which engine runs the modules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeChoice {
+    /// Native processes (`"type": "process"` modules), the default: no container engine needed.
+    Process,
+    /// Containers of the local Docker Engine (`"type": "docker"` modules).
+    Docker,
+}
+
+impl RuntimeChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeChoice::Process => "process",
+            RuntimeChoice::Docker => "docker",
+        }
+    }
+}
+
+impl fmt::Display for RuntimeChoice {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// The configuration file as written (the wire type).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeConfigFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_string: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_ca_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_socket_dir: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_mqtt_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_https_port: Option<u16>,
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("the configuration is not valid TOML: {0}")]
+    Syntax(String),
+    #[error("{key} is required")]
+    Missing { key: &'static str },
+    #[error("give either connection_string or hub_hostname, device_id and device_key, not both")]
+    ConnectionStringAndParts,
+    #[error("connection_string: {0}")]
+    ConnectionString(String),
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("{key} must be an absolute path, not {path}")]
+    RelativePath { key: &'static str, path: String },
+}
+
+/// The validated settings the runtime runs with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EdgeSettings {
+    pub hub_hostname: HostName,
+    pub device_id: DeviceId,
+    /// The edge device's own key: signs the device-scoped registry calls.
+    pub device_key: SymmetricKey,
+    /// The hub's CA certificate (PEM), the only root trusted for the hub.
+    pub hub_ca_file: PathBuf,
+    /// What modules are told to dial for the edge hub (`IOTEDGE_GATEWAYHOSTNAME`).
+    pub gateway_hostname: HostName,
+    pub data_dir: PathBuf,
+    pub runtime: RuntimeChoice,
+    /// Where the per-module workload sockets live (`<dir>/<module>.sock`).
+    pub workload_socket_dir: PathBuf,
+    pub hub_mqtt_port: u16,
+    pub hub_https_port: u16,
+}
+
+impl fmt::Debug for EdgeSettings {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("EdgeSettings")
+            .field("hub_hostname", &self.hub_hostname)
+            .field("device_id", &self.device_id)
+            .field("device_key", &"<redacted>")
+            .field("hub_ca_file", &self.hub_ca_file)
+            .field("gateway_hostname", &self.gateway_hostname)
+            .field("data_dir", &self.data_dir)
+            .field("runtime", &self.runtime)
+            .field("workload_socket_dir", &self.workload_socket_dir)
+            .field("hub_mqtt_port", &self.hub_mqtt_port)
+            .field("hub_https_port", &self.hub_https_port)
+            .finish()
+    }
+}
+
+impl EdgeSettings {
+    /// Parses and validates configuration text.
+    pub fn from_toml(text: &str) -> Result<EdgeSettings, ConfigError> {
+        let file: EdgeConfigFile = toml::from_str(text)
+            .map_err(|error| ConfigError::Syntax(error.message().to_owned()))?;
+        EdgeSettings::from_file(file)
+    }
+
+    /// Validates an already parsed configuration file.
+    pub fn from_file(file: EdgeConfigFile) -> Result<EdgeSettings, ConfigError> {
+        let parts_given =
+            file.hub_hostname.is_some() || file.device_id.is_some() || file.device_key.is_some();
+        let (hub_hostname, device_id, device_key) = match &file.connection_string {
+            Some(_) if parts_given => return Err(ConfigError::ConnectionStringAndParts),
+            Some(text) => device_from_connection_string(text)?,
+            None => {
+                let hub_hostname = required(file.hub_hostname.as_deref(), "hub_hostname")?;
+                let device_id = required(file.device_id.as_deref(), "device_id")?;
+                let device_key = required(file.device_key.as_deref(), "device_key")?;
+                (
+                    host_name(hub_hostname, "hub_hostname")?,
+                    DeviceId::new(device_id).map_err(|error| ConfigError::Invalid {
+                        key: "device_id",
+                        message: error.to_string(),
+                    })?,
+                    SymmetricKey::from_base64(device_key.trim()).map_err(|error| {
+                        ConfigError::Invalid {
+                            key: "device_key",
+                            message: error.to_string(),
+                        }
+                    })?,
+                )
+            }
+        };
+        let hub_ca_file = absolute(file.hub_ca_file, "hub_ca_file")?;
+        let data_dir = absolute(file.data_dir, "data_dir")?;
+        let workload_socket_dir = match file.workload_socket_dir {
+            Some(path) => absolute(Some(path), "workload_socket_dir")?,
+            None => data_dir.join("mnt"),
+        };
+        let gateway_hostname = match &file.gateway_hostname {
+            Some(text) => host_name(text, "gateway_hostname")?,
+            None => hub_hostname.clone(),
+        };
+        let port = |value: Option<u16>, default: u16, key: &'static str| match value {
+            Some(0) => Err(ConfigError::Invalid {
+                key,
+                message: "the port must not be 0".to_owned(),
+            }),
+            Some(port) => Ok(port),
+            None => Ok(default),
+        };
+        Ok(EdgeSettings {
+            hub_hostname,
+            device_id,
+            device_key,
+            hub_ca_file,
+            gateway_hostname,
+            data_dir,
+            runtime: file.runtime.unwrap_or(RuntimeChoice::Process),
+            workload_socket_dir,
+            hub_mqtt_port: port(file.hub_mqtt_port, DEFAULT_HUB_MQTT_PORT, "hub_mqtt_port")?,
+            hub_https_port: port(
+                file.hub_https_port,
+                DEFAULT_HUB_HTTPS_PORT,
+                "hub_https_port",
+            )?,
+        })
+    }
+
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<EdgeSettings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Invalid {
+            key: "config",
+            message: format!("cannot read {}: {error}", path.display()),
+        })?;
+        EdgeSettings::from_toml(&text)
+    }
+
+    /// The settings as a configuration file, every key written out (the connection string is
+    /// split into its parts).
+    pub fn to_file(&self) -> EdgeConfigFile {
+        EdgeConfigFile {
+            connection_string: None,
+            hub_hostname: Some(self.hub_hostname.to_string()),
+            device_id: Some(self.device_id.to_string()),
+            device_key: Some(self.device_key.to_base64()),
+            hub_ca_file: Some(self.hub_ca_file.clone()),
+            gateway_hostname: Some(self.gateway_hostname.to_string()),
+            data_dir: Some(self.data_dir.clone()),
+            runtime: Some(self.runtime),
+            workload_socket_dir: Some(self.workload_socket_dir.clone()),
+            hub_mqtt_port: Some(self.hub_mqtt_port),
+            hub_https_port: Some(self.hub_https_port),
+        }
+    }
+
+    /// The settings as TOML text, with a heading comment.
+    pub fn to_toml(&self) -> String {
+        let body = toml::to_string(&self.to_file()).unwrap_or_default();
+        format!(
+            "# Outpost edge runtime configuration (`outpost edge run --config <this file>`).\n\
+             # It holds the device key: keep it readable by the runtime's user only.\n{body}"
+        )
+    }
+
+    /// The management socket `outpost edge list/logs/restart` talk to.
+    pub fn management_socket(&self) -> PathBuf {
+        self.data_dir.join("mgmt.sock")
+    }
+
+    /// Where the agent keeps its own state (deployment, identities, edge CA).
+    pub fn agent_dir(&self) -> PathBuf {
+        self.data_dir.join("agent")
+    }
+}
+
+fn required<'a>(value: Option<&'a str>, key: &'static str) -> Result<&'a str, ConfigError> {
+    match value {
+        Some(text) if !text.trim().is_empty() => Ok(text),
+        _ => Err(ConfigError::Missing { key }),
+    }
+}
+
+fn host_name(text: &str, key: &'static str) -> Result<HostName, ConfigError> {
+    HostName::new(text.trim()).map_err(|error| ConfigError::Invalid {
+        key,
+        message: error.to_string(),
+    })
+}
+
+fn absolute(path: Option<PathBuf>, key: &'static str) -> Result<PathBuf, ConfigError> {
+    let path = path.ok_or(ConfigError::Missing { key })?;
+    if path.as_os_str().is_empty() {
+        return Err(ConfigError::Missing { key });
+    }
+    if !path.is_absolute() {
+        return Err(ConfigError::RelativePath {
+            key,
+            path: path.display().to_string(),
+        });
+    }
+    Ok(path)
+}
+
+/// Reads `HostName`, `DeviceId` and `SharedAccessKey` from a device connection string.
+pub fn device_from_connection_string(
+    text: &str,
+) -> Result<(HostName, DeviceId, SymmetricKey), ConfigError> {
+    let parsed = ConnectionString::parse(text.trim())
+        .map_err(|error| ConfigError::ConnectionString(error.to_string()))?;
+    let ConnectionString::Device(device) = parsed else {
+        return Err(ConfigError::ConnectionString(
+            "an edge device needs a device connection string (HostName=…;DeviceId=…;SharedAccessKey=…)"
+                .to_owned(),
+        ));
+    };
+    let ClientCredential::SharedAccessKey(key) = device.credential() else {
+        return Err(ConfigError::ConnectionString(
+            "the connection string must carry the device's SharedAccessKey".to_owned(),
+        ));
+    };
+    Ok((
+        device.host_name().clone(),
+        device.device_id().clone(),
+        key.clone(),
+    ))
+}

@@ -1,0 +1,317 @@
+//! The device-scoped registry client: the edge device's own key signs calls to its own module
+//! identities in the hub (`/devices/{id}/modules[/{m}]`), so the runtime never needs a shared
+//! access policy.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use iothub_auth::{HostName, ResourceScope, SasToken, SasTokenStyle, SymmetricKey};
+use iothub_types::{DeviceId, ModuleId};
+use rustls_pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+
+use crate::identities::{EDGE_MANAGED_BY, ModuleIdentityRecord};
+
+/// The api-version sent, as the service SDK does.
+const API_VERSION: &str = "2021-04-12";
+/// How long a token signed for one call stays valid.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(600);
+/// How long connecting, the TLS handshake and the answer may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why a registry call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The hub could not be reached (connect, TLS, timeout, broken connection).
+    #[error("cannot reach the hub at {address}: {message}")]
+    Unreachable { address: String, message: String },
+    /// The hub answered with an error status.
+    #[error("the hub refused {what}: {status} {message}")]
+    Refused {
+        what: String,
+        status: StatusCode,
+        message: String,
+    },
+    /// The hub answered something that is not what the API promises.
+    #[error("the hub answered {what} with an unexpected body: {message}")]
+    InvalidAnswer { what: String, message: String },
+    #[error("the TLS configuration cannot be built: {0}")]
+    Tls(String),
+}
+
+impl RegistryError {
+    /// Whether the hub was simply not reachable (the runtime then keeps using what it knows).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, RegistryError::Unreachable { .. })
+    }
+}
+
+/// Calls the hub's registry as the edge device. Cheap to clone.
+#[derive(Clone)]
+pub struct DeviceRegistryClient {
+    host: HostName,
+    device_id: DeviceId,
+    key: SymmetricKey,
+    address: String,
+    tls: tokio_rustls::TlsConnector,
+}
+
+/// An answer with its body read.
+struct Answer {
+    headers: hyper::HeaderMap,
+    body: Bytes,
+}
+
+impl DeviceRegistryClient {
+    pub fn new(
+        host: HostName,
+        https_port: u16,
+        device_id: DeviceId,
+        key: SymmetricKey,
+        trusted_roots: &[CertificateDer<'static>],
+    ) -> Result<DeviceRegistryClient, RegistryError> {
+        let config = tls::client_config(trusted_roots)
+            .map_err(|error| RegistryError::Tls(error.to_string()))?;
+        let address = format!("{}:{https_port}", host.as_str());
+        Ok(DeviceRegistryClient {
+            host,
+            device_id,
+            key,
+            address,
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        })
+    }
+
+    fn token(&self) -> String {
+        let expiry = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_add(TOKEN_LIFETIME)
+            .as_secs();
+        let scope = ResourceScope::device(self.host.clone(), self.device_id.clone());
+        SasToken::sign(SasTokenStyle::DeviceSdk, &scope, &self.key, None, expiry).to_string()
+    }
+
+    fn modules_path(&self) -> String {
+        format!(
+            "/devices/{}/modules",
+            iothub_auth::quote_nothing_safe(self.device_id.as_str())
+        )
+    }
+
+    fn module_path(&self, module_id: &ModuleId) -> String {
+        format!(
+            "{}/{}",
+            self.modules_path(),
+            iothub_auth::quote_nothing_safe(module_id.as_str())
+        )
+    }
+
+    /// `GET /devices/{id}`: the edge device itself.
+    pub async fn get_device(&self) -> Result<Value, RegistryError> {
+        let path = format!(
+            "/devices/{}",
+            iothub_auth::quote_nothing_safe(self.device_id.as_str())
+        );
+        let answer = self
+            .call(Method::GET, &path, None, "reading the device")
+            .await?;
+        parse_json(&answer.body, "reading the device")
+    }
+
+    /// The hub's `Date` header of a device read, for the clock check.
+    pub async fn server_date(&self) -> Result<Option<String>, RegistryError> {
+        let path = format!(
+            "/devices/{}",
+            iothub_auth::quote_nothing_safe(self.device_id.as_str())
+        );
+        let answer = self
+            .call(Method::GET, &path, None, "reading the device")
+            .await?;
+        Ok(answer
+            .headers
+            .get("date")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned))
+    }
+
+    /// `GET /devices/{id}/modules`: every module identity, keys included.
+    pub async fn list_modules(&self) -> Result<Vec<ModuleIdentityRecord>, RegistryError> {
+        let what = "listing the module identities";
+        let answer = self
+            .call(Method::GET, &self.modules_path(), None, what)
+            .await?;
+        let value = parse_json(&answer.body, what)?;
+        let items = value
+            .as_array()
+            .ok_or_else(|| RegistryError::InvalidAnswer {
+                what: what.to_owned(),
+                message: "not a JSON array".to_owned(),
+            })?;
+        Ok(items
+            .iter()
+            .filter_map(ModuleIdentityRecord::from_registry_json)
+            .collect())
+    }
+
+    /// `GET /devices/{id}/modules/{m}`.
+    pub async fn get_module(
+        &self,
+        module_id: &ModuleId,
+    ) -> Result<ModuleIdentityRecord, RegistryError> {
+        let what = format!("reading module identity {module_id}");
+        let answer = self
+            .call(Method::GET, &self.module_path(module_id), None, &what)
+            .await?;
+        record_from(&answer.body, &what)
+    }
+
+    /// `PUT /devices/{id}/modules/{m}` without `If-Match`: creates the module identity with
+    /// generated SAS keys and `managedBy` = [`EDGE_MANAGED_BY`].
+    pub async fn create_module(
+        &self,
+        module_id: &ModuleId,
+    ) -> Result<ModuleIdentityRecord, RegistryError> {
+        let what = format!("creating module identity {module_id}");
+        let body = json!({
+            "moduleId": module_id.as_str(),
+            "deviceId": self.device_id.as_str(),
+            "managedBy": EDGE_MANAGED_BY,
+            "authentication": {"type": "sas", "symmetricKey": {}},
+        });
+        let answer = self
+            .call(Method::PUT, &self.module_path(module_id), Some(body), &what)
+            .await?;
+        record_from(&answer.body, &what)
+    }
+
+    /// `DELETE /devices/{id}/modules/{m}`; a module that is already gone is not an error.
+    pub async fn delete_module(&self, module_id: &ModuleId) -> Result<(), RegistryError> {
+        let what = format!("deleting module identity {module_id}");
+        match self
+            .call(Method::DELETE, &self.module_path(module_id), None, &what)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(RegistryError::Refused {
+                status: StatusCode::NOT_FOUND,
+                ..
+            }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        what: &str,
+    ) -> Result<Answer, RegistryError> {
+        tokio::time::timeout(CALL_TIMEOUT, self.call_once(method, path, body, what))
+            .await
+            .map_err(|_| RegistryError::Unreachable {
+                address: self.address.clone(),
+                message: format!("no answer within {} s", CALL_TIMEOUT.as_secs()),
+            })?
+    }
+
+    async fn call_once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        what: &str,
+    ) -> Result<Answer, RegistryError> {
+        let unreachable = |message: String| RegistryError::Unreachable {
+            address: self.address.clone(),
+            message,
+        };
+        let tcp = TcpStream::connect(&self.address)
+            .await
+            .map_err(|error| unreachable(error.to_string()))?;
+        let server_name = ServerName::try_from(self.host.as_str().to_owned())
+            .map_err(|error| RegistryError::Tls(format!("bad server name: {error}")))?;
+        let stream = self
+            .tls
+            .connect(server_name, tcp)
+            .await
+            .map_err(|error| unreachable(format!("TLS handshake failed: {error}")))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|error| unreachable(error.to_string()))?;
+        tokio::spawn(connection);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{path}?api-version={API_VERSION}"))
+            .header("host", self.host.as_str())
+            .header("authorization", self.token())
+            .header("accept", "application/json");
+        let bytes = match body {
+            Some(json) => {
+                request = request.header("content-type", "application/json; charset=utf-8");
+                Bytes::from(json.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let request = request
+            .body(Full::new(bytes))
+            .map_err(|error| unreachable(error.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|error| unreachable(error.to_string()))?;
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|error| unreachable(error.to_string()))?
+            .to_bytes();
+        if !parts.status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            let message = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|value| value.get("Message")?.as_str().map(str::to_owned))
+                .unwrap_or_else(|| text.into_owned());
+            return Err(RegistryError::Refused {
+                what: what.to_owned(),
+                status: parts.status,
+                message,
+            });
+        }
+        Ok(Answer {
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+impl std::fmt::Debug for DeviceRegistryClient {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("DeviceRegistryClient")
+            .field("address", &self.address)
+            .field("device_id", &self.device_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse_json(body: &[u8], what: &str) -> Result<Value, RegistryError> {
+    serde_json::from_slice(body).map_err(|error| RegistryError::InvalidAnswer {
+        what: what.to_owned(),
+        message: error.to_string(),
+    })
+}
+
+fn record_from(body: &[u8], what: &str) -> Result<ModuleIdentityRecord, RegistryError> {
+    let value = parse_json(body, what)?;
+    ModuleIdentityRecord::from_registry_json(&value).ok_or_else(|| RegistryError::InvalidAnswer {
+        what: what.to_owned(),
+        message: "no moduleId".to_owned(),
+    })
+}
