@@ -469,11 +469,15 @@ impl Agent {
                 self.reconcile_due = true;
             }
             Err(error) => {
-                tracing::warn!(
-                    message = "Refusing the deployment; modules stay as they are.",
-                    version,
-                    %error
-                );
+                if error.status_code() == DeploymentStatusCode::ConfigEmptyError {
+                    tracing::info!(message = "No deployment yet.", version);
+                } else {
+                    tracing::warn!(
+                        message = "Refusing the deployment; modules stay as they are.",
+                        version,
+                        %error
+                    );
+                }
                 self.refused = Some(LastDesiredStatus::from_error(&error));
             }
         }

@@ -3,6 +3,10 @@
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Makes temporary file names unique within the process, so concurrent writers never share one.
+static TEMPORARY_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Writes `bytes` to `path` atomically (a temporary file in the same directory, synced, then
 /// renamed over `path`) with mode 0600, creating the parent directory (mode 0700) if needed.
@@ -14,7 +18,9 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temporary = path.with_file_name(format!(".{file_name}.tmp"));
+    let unique = TEMPORARY_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let temporary =
+        path.with_file_name(format!(".{file_name}.{}.{unique}.tmp", std::process::id()));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

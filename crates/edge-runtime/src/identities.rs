@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use edge_workload::{ModuleKeyError, ModuleKeys};
 use iothub_auth::SymmetricKey;
@@ -136,6 +136,8 @@ pub struct IdentityCache {
 struct Inner {
     file: PathBuf,
     records: RwLock<BTreeMap<ModuleId, ModuleIdentityRecord>>,
+    /// Serialises file writes, so the file always ends with the latest records.
+    persisting: Mutex<()>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -168,6 +170,7 @@ impl IdentityCache {
             inner: Arc::new(Inner {
                 file,
                 records: RwLock::new(records),
+                persisting: Mutex::new(()),
             }),
         })
     }
@@ -197,6 +200,11 @@ impl IdentityCache {
     }
 
     fn persist(&self) -> io::Result<()> {
+        let _writing = self
+            .inner
+            .persisting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let file = CacheFile {
             modules: self.all(),
         };

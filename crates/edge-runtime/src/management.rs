@@ -28,7 +28,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -284,7 +284,7 @@ impl ManagementClient {
         module: &ModuleName,
         tail: Option<u64>,
         follow: bool,
-        output: &mut (impl AsyncWrite + Unpin),
+        output: &mut (impl std::io::Write + Send),
     ) -> Result<(), ManagementError> {
         let mut query = format!("/modules/{module}/logs?follow={follow}");
         if let Some(tail) = tail {
@@ -297,11 +297,7 @@ impl ManagementClient {
             if let Some(data) = frame.data_ref() {
                 output
                     .write_all(data)
-                    .await
-                    .map_err(|error| ManagementError::Connection(error.to_string()))?;
-                output
-                    .flush()
-                    .await
+                    .and_then(|()| output.flush())
                     .map_err(|error| ManagementError::Connection(error.to_string()))?;
             }
         }
