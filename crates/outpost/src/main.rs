@@ -3,6 +3,7 @@
 //! `outpost hub serve` runs the cloud hub; the management commands (`device`, `module`, `twin`, `method`,
 //! `c2d`, `monitor`, `query`, `route`) talk to a running hub over its service REST API with a shared access policy.
 
+mod edge;
 mod manage;
 mod route;
 mod serve;
@@ -26,6 +27,8 @@ enum Command {
     /// Run the cloud hub.
     #[command(subcommand)]
     Hub(HubCommand),
+    /// Set up, run and inspect the IoT Edge runtime; apply deployments to edge devices.
+    Edge(edge::EdgeArgs),
     /// Manage device identities.
     Device(manage::DeviceArgs),
     /// Manage module identities.
@@ -65,6 +68,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Hub(HubCommand::Serve(args)) => serve::run(args).await,
+            Command::Edge(args) => edge::edge(args).await,
             Command::Device(command) => manage::device(command).await,
             Command::Module(command) => manage::module(command).await,
             Command::Twin(command) => manage::twin(command).await,

@@ -1,0 +1,474 @@
+//! The edge runtime end to end (issue 5), black box: a real hub (`outpost hub serve`), an edge
+//! device set up with `outpost edge init`, the runtime as `outpost edge run` with the process
+//! engine, deployments applied with `outpost edge set-modules`, and everything observed through
+//! the CLI (`outpost twin show … --module '$edgeAgent'`, `outpost edge list/logs/restart`) and
+//! the files the modules write. Every wait polls with a deadline.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::AtomicU8;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Hub, next_address, outpost_binary};
+
+static ADDRESSES: AtomicU8 = AtomicU8::new(0);
+
+/// The longest any single wait may take.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// An `outpost edge run` process with its configuration.
+struct Edge {
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Edge {
+    fn start(&mut self) {
+        assert!(self.child.is_none(), "the edge runtime runs already");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("edge log file");
+        let child = Command::new(outpost_binary())
+            .args(["edge", "run", "--config"])
+            .arg(&self.config)
+            .env("OUTPOST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn outpost edge run");
+        self.child = Some(child);
+    }
+
+    /// SIGTERM, as systemd stops it; the runtime stops its modules and exits.
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                assert!(status.success(), "outpost edge run exited with {status}");
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "outpost edge run did not stop on SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(outpost_binary())
+            .args(["edge"])
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .expect("run outpost edge")
+    }
+
+    fn cli_ok(&self, args: &[&str]) -> String {
+        let output = self.cli(args);
+        assert!(
+            output.status.success(),
+            "outpost edge {args:?} failed:\nstdout:\n{}\nstderr:\n{}\nedge log:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// `outpost edge list --output json`, or `None` while the runtime does not answer yet.
+    fn status(&self) -> Option<Value> {
+        let output = self.cli(&["list", "--output", "json"]);
+        if !output.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&output.stdout).ok()
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + WAIT;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `probe` every 200 ms until it gives a value; panics after [`WAIT`] with `what` and the
+/// last observation.
+fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(last) if Instant::now() > deadline => {
+                panic!("timed out waiting for {what}; last seen: {last}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// The `$edgeAgent` twin as `outpost twin show` prints it.
+fn agent_twin(hub: &Hub, device: &str) -> Value {
+    let text = hub.cli_ok(&["twin", "show", device, "--module", "$edgeAgent"]);
+    serde_json::from_str(&text).expect("twin JSON")
+}
+
+/// The lines a module appended to its start file (one pid per start).
+fn starts(directory: &Path, module: &str) -> Vec<u32> {
+    std::fs::read_to_string(directory.join(format!("{module}.starts")))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect()
+}
+
+fn process_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+/// A process module: a shell script that says who it is, appends its pid to `<module>.starts`
+/// and sleeps.
+fn process_module(directory: &Path, module: &str, greeting: &str) -> Value {
+    let script = format!(
+        "echo \"{greeting} $IOTEDGE_MODULEID $IOTEDGE_DEVICEID $IOTEDGE_GATEWAYHOSTNAME\"; \
+         echo $$ >> {}/{module}.starts; exec sleep 600",
+        directory.display()
+    );
+    json!({
+        "type": "process",
+        "status": "running",
+        "restartPolicy": "always",
+        "settings": {"path": "/bin/sh", "args": ["-c", script]}
+    })
+}
+
+fn deployment(modules: Value) -> Value {
+    json!({"modulesContent": {
+        "$edgeAgent": {"properties.desired": {
+            "schemaVersion": "1.1",
+            "runtime": {"type": "process", "settings": {}},
+            "systemModules": {
+                "edgeAgent": {"type": "docker", "settings": {"image": "mcr.microsoft.com/azureiotedge-agent:1.5"}},
+                "edgeHub": {"type": "docker", "status": "running", "restartPolicy": "always",
+                            "settings": {"image": "mcr.microsoft.com/azureiotedge-hub:1.5"}}
+            },
+            "modules": modules
+        }},
+        "$edgeHub": {"properties.desired": {"schemaVersion": "1.1", "routes": {}}},
+        "alpha": {"properties.desired": {"greeting": "hello"}}
+    }})
+}
+
+fn set_modules(hub: &Hub, directory: &Path, device: &str, content: &Value, extra: &[&str]) {
+    let file = directory.join("deployment.json");
+    std::fs::write(&file, content.to_string()).expect("write deployment");
+    let file_text = file.display().to_string();
+    let mut args = vec![
+        "edge",
+        "set-modules",
+        "--device",
+        device,
+        "--content",
+        &file_text,
+    ];
+    args.extend_from_slice(extra);
+    hub.cli_ok(&args);
+}
+
+/// Waits until the hub's `$edgeAgent` twin reports `desired.$version` applied with `code`, and
+/// returns the reported properties.
+fn wait_for_report(
+    hub: &Hub,
+    edge: &Edge,
+    device: &str,
+    code: u64,
+    accept: impl Fn(&Value) -> bool,
+) -> Value {
+    wait_for("the $edgeAgent reported properties", || {
+        let twin = agent_twin(hub, device);
+        let desired_version = twin.pointer("/properties/desired/$version").cloned();
+        let reported = twin["properties"]["reported"].clone();
+        let applied = reported.get("lastDesiredVersion").cloned() == desired_version
+            && reported.pointer("/lastDesiredStatus/code") == Some(&json!(code));
+        if applied && accept(&reported) {
+            Ok(reported)
+        } else {
+            Err(format!(
+                "desired version {desired_version:?}, reported {reported}\nedge log tail:\n{}",
+                tail(&edge.log(), 15)
+            ))
+        }
+    })
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn module_status<'a>(reported: &'a Value, module: &str) -> &'a Value {
+    &reported["modules"][module]["runtimeStatus"]
+}
+
+#[test]
+fn process_modules_are_deployed_updated_restarted_and_survive_an_offline_reboot() {
+    let mut hub = Hub::start(&next_address(35, &ADDRESSES));
+    let device = "edge-e2e";
+    hub.cli_ok(&["device", "create", device, "--edge"]);
+    let connection_string = hub
+        .cli_ok(&["device", "connection-string", device])
+        .trim()
+        .to_owned();
+    let temp = tempfile::tempdir().expect("temporary directory");
+    let directory = temp.path().to_path_buf();
+    let data_dir = directory.join("edge");
+    let config = data_dir.join("config.toml");
+    let init = |force: bool| {
+        let mut command = Command::new(outpost_binary());
+        command
+            .args(["edge", "init", "--connection-string", &connection_string])
+            .arg("--ca-file")
+            .arg(hub.ca_file())
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--config")
+            .arg(&config)
+            .args(["--gateway-hostname", "edge-e2e.local"]);
+        if force {
+            command.arg("--force");
+        }
+        command.output().expect("run outpost edge init")
+    };
+    let first = init(false);
+    assert!(
+        first.status.success(),
+        "init failed: {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let again = init(false);
+    assert!(!again.status.success(), "init must not overwrite silently");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert!(init(true).status.success(), "init --force overwrites");
+
+    let mut edge = Edge {
+        config: config.clone(),
+        log: directory.join("edge.log"),
+        child: None,
+    };
+    edge.start();
+
+    // Two process modules.
+    let modules = json!({
+        "alpha": process_module(&directory, "alpha", "hello from"),
+        "beta": process_module(&directory, "beta", "beta version 1"),
+    });
+    set_modules(&hub, &directory, device, &deployment(modules.clone()), &[]);
+    let reported = wait_for_report(&hub, &edge, device, 200, |reported| {
+        module_status(reported, "alpha") == "running"
+            && module_status(reported, "beta") == "running"
+    });
+    assert_eq!(
+        reported["systemModules"]["edgeHub"]["runtimeStatus"],
+        "unknown"
+    );
+    assert_eq!(
+        reported["systemModules"]["edgeAgent"]["runtimeStatus"],
+        "running"
+    );
+    assert_eq!(reported["runtime"]["type"], "process");
+    assert_eq!(reported["modules"]["alpha"]["restartCount"], 0);
+    assert_eq!(reported["modules"]["alpha"]["settings"]["path"], "/bin/sh");
+    assert_eq!(starts(&directory, "alpha").len(), 1);
+    assert_eq!(starts(&directory, "beta").len(), 1);
+    let alpha_started = reported["modules"]["alpha"]["lastStartTimeUtc"].clone();
+    let logs = edge.cli_ok(&["logs", "alpha"]);
+    assert!(
+        logs.contains("hello from alpha edge-e2e edge-e2e.local"),
+        "the module got the IOTEDGE_* environment: {logs}"
+    );
+    let identities = hub.cli_ok(&["module", "list", device, "--output", "json"]);
+    let identities: Value = serde_json::from_str(&identities).expect("module list JSON");
+    let module_ids: Vec<&str> = identities
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|module| module["moduleId"].as_str())
+        .collect();
+    assert!(
+        module_ids.contains(&"alpha") && module_ids.contains(&"beta"),
+        "{module_ids:?}"
+    );
+    let sockets = data_dir.join("mnt");
+    assert!(sockets.join("alpha.sock").exists() && sockets.join("beta.sock").exists());
+
+    // Change beta only: beta is recreated, alpha keeps running untouched.
+    let mut changed = modules.clone();
+    changed["beta"] = process_module(&directory, "beta", "beta version 2");
+    set_modules(&hub, &directory, device, &deployment(changed.clone()), &[]);
+    wait_for("beta to be recreated", || {
+        let beta = starts(&directory, "beta");
+        if beta.len() == 2 {
+            Ok(())
+        } else {
+            Err(format!("beta starts {beta:?}"))
+        }
+    });
+    let reported = wait_for_report(&hub, &edge, device, 200, |reported| {
+        module_status(reported, "beta") == "running"
+    });
+    assert_eq!(
+        starts(&directory, "alpha").len(),
+        1,
+        "alpha was not touched"
+    );
+    assert_eq!(
+        reported["modules"]["alpha"]["lastStartTimeUtc"],
+        alpha_started
+    );
+    assert!(
+        edge.cli_ok(&["logs", "beta", "--tail", "1"])
+            .contains("beta version 2")
+    );
+
+    // Kill alpha: restarted after its back-off, and the restart is counted.
+    let alpha_pid = starts(&directory, "alpha")[0];
+    assert!(process_alive(alpha_pid));
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &alpha_pid.to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let reported = wait_for_report(&hub, &edge, device, 200, |reported| {
+        module_status(reported, "alpha") == "running"
+            && reported["modules"]["alpha"]["restartCount"] == 1
+    });
+    assert_eq!(reported["modules"]["alpha"]["exitCode"], 137);
+    assert_eq!(starts(&directory, "alpha").len(), 2);
+    let status = edge.status().expect("edge list answers");
+    let alpha = status["modules"]
+        .as_array()
+        .expect("modules")
+        .iter()
+        .find(|module| module["name"] == "alpha")
+        .expect("alpha listed")
+        .clone();
+    assert_eq!(alpha["restartCount"], 1);
+    assert_eq!(alpha["runtimeStatus"], "running");
+    let table = edge.cli_ok(&["list"]);
+    assert!(
+        table.contains("RESTARTS") && table.contains("alpha"),
+        "{table}"
+    );
+
+    // An operator restart through the management socket.
+    edge.cli_ok(&["restart", "beta"]);
+    wait_for("beta to restart on request", || {
+        let beta = starts(&directory, "beta");
+        if beta.len() == 3 {
+            Ok(())
+        } else {
+            Err(format!("beta starts {beta:?}"))
+        }
+    });
+
+    // An invalid deployment is refused with a 400-class code; the modules stay as they are.
+    let mut invalid = changed.clone();
+    invalid["beta"]["restartPolicy"] = json!("sometimes");
+    set_modules(
+        &hub,
+        &directory,
+        device,
+        &deployment(invalid),
+        &["--no-validate"],
+    );
+    let reported = wait_for_report(&hub, &edge, device, 400, |_| true);
+    let description = reported["lastDesiredStatus"]["description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(description.contains("restartPolicy"), "{description}");
+    assert_eq!(starts(&directory, "alpha").len(), 2);
+    assert_eq!(starts(&directory, "beta").len(), 3);
+
+    // The hub goes away, the runtime restarts: the modules come back from the stored deployment.
+    let running: Vec<u32> = [
+        *starts(&directory, "alpha").last().expect("alpha pid"),
+        *starts(&directory, "beta").last().expect("beta pid"),
+    ]
+    .to_vec();
+    hub.kill_9();
+    edge.stop();
+    for pid in &running {
+        assert!(
+            !process_alive(*pid),
+            "module process {pid} stopped with the runtime"
+        );
+    }
+    edge.start();
+    wait_for("the modules to come back offline", || {
+        let (alpha, beta) = (starts(&directory, "alpha"), starts(&directory, "beta"));
+        let status = edge.status();
+        let all_running = status.as_ref().is_some_and(|status| {
+            status["modules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|module| module["name"] == "alpha" || module["name"] == "beta")
+                .all(|module| module["runtimeStatus"] == "running")
+        });
+        if alpha.len() == 3 && beta.len() == 4 && all_running {
+            Ok(status)
+        } else {
+            Err(format!(
+                "alpha {alpha:?} beta {beta:?} status {status:?}\nedge log tail:\n{}",
+                tail(&edge.log(), 15)
+            ))
+        }
+    });
+    let status = edge.status().expect("edge list answers");
+    assert_eq!(status["hubConnected"], false);
+    let beta_logs = edge.cli_ok(&["logs", "beta", "--tail", "1"]);
+    assert!(
+        beta_logs.contains("beta version 2"),
+        "the last valid deployment: {beta_logs}"
+    );
+    edge.stop();
+}
