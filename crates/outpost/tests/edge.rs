@@ -179,6 +179,27 @@ fn process_module(directory: &Path, module: &str, greeting: &str) -> Value {
     })
 }
 
+/// A process module that calls its workload socket with curl, as an SDK module would: the trust
+/// bundle, a signature as itself, and a signature as another module (refused); then it sleeps.
+fn workload_module(directory: &Path) -> Value {
+    let output = directory.join("gamma.out");
+    let output = output.display();
+    let script = format!(
+        "S=${{IOTEDGE_WORKLOADURI#unix://}}; V=api-version=$IOTEDGE_APIVERSION; \
+         curl -s --unix-socket $S \"http://workload/trust-bundle?$V\" > {output}; echo >> {output}; \
+         curl -s --unix-socket $S -X POST -d '{{\"keyId\":\"primary\",\"algo\":\"HMACSHA256\",\"data\":\"aGVsbG8=\"}}' \
+           \"http://workload/modules/$IOTEDGE_MODULEID/genid/$IOTEDGE_MODULEGENERATIONID/sign?$V\" >> {output}; echo >> {output}; \
+         curl -s --unix-socket $S -X POST -d '{{\"data\":\"aGVsbG8=\"}}' \
+           \"http://workload/modules/alpha/genid/$IOTEDGE_MODULEGENERATIONID/sign?$V\" >> {output}; echo >> {output}; \
+         echo done >> {output}; exec sleep 600"
+    );
+    json!({
+        "type": "process",
+        "restartPolicy": "always",
+        "settings": {"path": "/bin/sh", "args": ["-c", script]}
+    })
+}
+
 fn deployment(modules: Value) -> Value {
     json!({"modulesContent": {
         "$edgeAgent": {"properties.desired": {
@@ -298,6 +319,7 @@ fn process_modules_are_deployed_updated_restarted_and_survive_an_offline_reboot(
     let modules = json!({
         "alpha": process_module(&directory, "alpha", "hello from"),
         "beta": process_module(&directory, "beta", "beta version 1"),
+        "gamma": workload_module(&directory),
     });
     set_modules(&hub, &directory, device, &deployment(modules.clone()), &[]);
     let reported = wait_for_report(&hub, &edge, device, 200, |reported| {
@@ -335,6 +357,35 @@ fn process_modules_are_deployed_updated_restarted_and_survive_an_offline_reboot(
         module_ids.contains(&"alpha") && module_ids.contains(&"beta"),
         "{module_ids:?}"
     );
+    // The workload socket signs with the module's own key and refuses to act as another module.
+    let workload = wait_for("the workload calls of gamma", || {
+        let text = std::fs::read_to_string(directory.join("gamma.out")).unwrap_or_default();
+        if text.contains("done") {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    });
+    let lines: Vec<&str> = workload.lines().collect();
+    assert!(
+        lines[0].contains("BEGIN CERTIFICATE"),
+        "trust bundle: {workload}"
+    );
+    let gamma_module = hub.cli_ok(&["module", "show", device, "gamma", "--output", "json"]);
+    let gamma_module: Value = serde_json::from_str(&gamma_module).expect("module JSON");
+    let gamma_key = iothub_auth::SymmetricKey::from_base64(
+        gamma_module["authentication"]["symmetricKey"]["primaryKey"]
+            .as_str()
+            .expect("gamma key"),
+    )
+    .expect("key");
+    let digest: Value = serde_json::from_str(lines[1]).expect("sign answer");
+    assert_eq!(digest["digest"], gamma_key.sign_to_base64(b"hello"));
+    assert!(
+        lines[2].contains("cannot act as module alpha"),
+        "{workload}"
+    );
+
     let sockets = data_dir.join("mnt");
     assert!(sockets.join("alpha.sock").exists() && sockets.join("beta.sock").exists());
 
