@@ -1,9 +1,11 @@
 //! Authentication and authorization: service requests signed with a shared access policy, and
 //! devices or modules connecting with SAS tokens (their own key, or a policy with
-//! `DeviceConnect`) or X.509 certificates (self-signed, by thumbprint).
+//! `DeviceConnect`) or X.509 certificates (self-signed, by thumbprint; or CA-signed, by chain to an
+//! uploaded CA certificate and a subject CN equal to the identity, see `certificates.rs`).
 
 use iothub_auth::{ResourceScope, SasToken, SymmetricKey};
 use iothub_types::Identity;
+use tls::CertificateDer;
 use twin::IdentityStatus;
 
 use crate::error::HubError;
@@ -22,12 +24,22 @@ pub struct ServicePrincipal {
 pub enum DeviceCredential<'a> {
     /// The MQTT password: a `SharedAccessSignature sr=...` token.
     SasToken(&'a str),
-    /// The TLS client certificate's thumbprints, upper-case hex without separators.
+    /// The TLS client certificate's thumbprints, upper-case hex without separators. Enough for
+    /// self-signed identities only; CA-signed ones need [`DeviceCredential::X509Chain`].
     X509Thumbprints {
         /// SHA-1 thumbprint (40 hex digits).
         sha1: &'a str,
         /// SHA-256 thumbprint (64 hex digits).
         sha256: &'a str,
+    },
+    /// The TLS client certificate chain as presented in the handshake, whose private key the
+    /// client proved to hold: a self-signed identity is matched by the end entity's thumbprint, a
+    /// `certificateAuthority` one by the chain.
+    X509Chain {
+        /// The end-entity certificate.
+        end_entity: &'a CertificateDer<'static>,
+        /// The certificates sent after it.
+        intermediates: &'a [CertificateDer<'static>],
     },
 }
 
@@ -42,6 +54,8 @@ pub enum AuthMethod {
     HubPolicySas,
     /// A self-signed X.509 certificate matched by thumbprint.
     X509SelfSigned,
+    /// An X.509 certificate chaining to an uploaded CA certificate.
+    X509CertificateAuthority,
 }
 
 impl AuthMethod {
@@ -51,7 +65,9 @@ impl AuthMethod {
             AuthMethod::DeviceSas => r#"{"scope":"device","type":"sas","issuer":"iothub"}"#,
             AuthMethod::ModuleSas => r#"{"scope":"module","type":"sas","issuer":"iothub"}"#,
             AuthMethod::HubPolicySas => r#"{"scope":"hub","type":"sas","issuer":"iothub"}"#,
-            AuthMethod::X509SelfSigned => r#"{"scope":"device","type":"x509","issuer":"iothub"}"#,
+            AuthMethod::X509SelfSigned | AuthMethod::X509CertificateAuthority => {
+                r#"{"scope":"device","type":"x509","issuer":"iothub"}"#
+            }
         }
     }
 }
@@ -102,7 +118,11 @@ pub(crate) fn same_host(token_host: &str, hub_host: &str) -> bool {
     host_without_port(token_host).eq_ignore_ascii_case(host_without_port(hub_host))
 }
 
-pub(crate) fn verify_with_keys(token: &SasToken, keys: [&str; 2], now_unix_secs: u64) -> Result<(), String> {
+pub(crate) fn verify_with_keys(
+    token: &SasToken,
+    keys: [&str; 2],
+    now_unix_secs: u64,
+) -> Result<(), String> {
     let mut last_error = "no key".to_owned();
     for key_text in keys {
         let Ok(key) = SymmetricKey::from_base64(key_text) else {
@@ -118,6 +138,37 @@ pub(crate) fn verify_with_keys(token: &SasToken, keys: [&str; 2], now_unix_secs:
         }
     }
     Err(last_error)
+}
+
+/// Matches a self-signed identity's registered thumbprints against the presented certificate's.
+fn match_thumbprint(
+    identity: &Identity,
+    authentication: &Authentication,
+    sha1: &str,
+    sha256: &str,
+) -> Result<AuthMethod, DeviceAuthError> {
+    let Authentication::SelfSigned {
+        primary_thumbprint,
+        secondary_thumbprint,
+    } = authentication
+    else {
+        return Err(DeviceAuthError::NotAuthorized(format!(
+            "{identity} is registered for {:?} authentication, not a self-signed X.509 certificate",
+            authentication.authentication_type()
+        )));
+    };
+    let matches = [primary_thumbprint, secondary_thumbprint]
+        .into_iter()
+        .flatten()
+        .any(|registered| {
+            registered.eq_ignore_ascii_case(sha1) || registered.eq_ignore_ascii_case(sha256)
+        });
+    if !matches {
+        return Err(DeviceAuthError::NotAuthorized(format!(
+            "the client certificate's thumbprint is not registered for {identity}"
+        )));
+    }
+    Ok(AuthMethod::X509SelfSigned)
 }
 
 impl Hub {
@@ -230,29 +281,25 @@ impl Hub {
                 let method = self.verify_device_token(identity, &record.authentication, &token)?;
                 (method, Some(token.expiry_unix_secs()))
             }
-            DeviceCredential::X509Thumbprints { sha1, sha256 } => {
-                let Authentication::SelfSigned {
-                    primary_thumbprint,
-                    secondary_thumbprint,
-                } = &record.authentication
-                else {
-                    return Err(DeviceAuthError::NotAuthorized(format!(
-                        "{identity} does not use self-signed X.509 authentication"
-                    )));
-                };
-                let matches = [primary_thumbprint, secondary_thumbprint]
-                    .into_iter()
-                    .flatten()
-                    .any(|registered| {
-                        registered.eq_ignore_ascii_case(sha1)
-                            || registered.eq_ignore_ascii_case(sha256)
-                    });
-                if !matches {
-                    return Err(DeviceAuthError::NotAuthorized(format!(
-                        "the client certificate's thumbprint is not registered for {identity}"
-                    )));
+            DeviceCredential::X509Thumbprints { sha1, sha256 } => (
+                match_thumbprint(identity, &record.authentication, sha1, sha256)?,
+                None,
+            ),
+            DeviceCredential::X509Chain {
+                end_entity,
+                intermediates,
+            } => {
+                if record.authentication == Authentication::CertificateAuthority {
+                    self.verify_certificate_authority_chain(identity, end_entity, intermediates)
+                        .await?;
+                    (AuthMethod::X509CertificateAuthority, None)
+                } else {
+                    let sha1 = tls::thumbprint_sha1_hex(end_entity);
+                    let sha256 = tls::thumbprint_sha256_hex(end_entity);
+                    let method =
+                        match_thumbprint(identity, &record.authentication, &sha1, &sha256)?;
+                    (method, None)
                 }
-                (AuthMethod::X509SelfSigned, None)
             }
         };
         Ok(AuthenticatedDevice {

@@ -27,7 +27,7 @@ pub enum ErrorCode {
     ModuleNotFound,
     /// The device or module is not connected, or not subscribed to direct methods (404).
     DeviceNotOnline,
-    /// No such route or method (404).
+    /// No such route, method or CA certificate (404).
     NotFound,
     /// A device with this id exists already (409).
     DeviceAlreadyExists,
@@ -146,6 +146,20 @@ pub enum HubError {
         /// The module.
         module_id: String,
     },
+    /// No CA certificate is uploaded under this name.
+    #[error("there is no CA certificate named {name}")]
+    CertificateNotFound {
+        /// The requested name.
+        name: String,
+    },
+    /// A CA certificate is uploaded under this name already and no `If-Match` was given.
+    #[error(
+        "a CA certificate named {name} exists already; send If-Match with its etag (or *) to replace it"
+    )]
+    CertificateAlreadyExists {
+        /// The name.
+        name: String,
+    },
     /// The `If-Match` etag did not match.
     #[error("the etag {given} does not match the current etag {current}")]
     PreconditionFailed {
@@ -210,6 +224,8 @@ impl HubError {
             HubError::ModuleNotFound { .. } => ErrorCode::ModuleNotFound,
             HubError::DeviceAlreadyExists { .. } => ErrorCode::DeviceAlreadyExists,
             HubError::ModuleAlreadyExists { .. } => ErrorCode::ModuleAlreadyExistsOnDevice,
+            HubError::CertificateNotFound { .. } => ErrorCode::NotFound,
+            HubError::CertificateAlreadyExists { .. } => ErrorCode::PreconditionFailed,
             HubError::PreconditionFailed { .. } => ErrorCode::PreconditionFailed,
             HubError::QueueFull { .. } => ErrorCode::DeviceMaximumQueueDepthExceeded,
             HubError::TooLarge { .. } => ErrorCode::MessageTooLarge,

@@ -181,6 +181,8 @@ fn auth_method_of(principal: &Principal) -> AuthMethod {
         principal.auth_method.credential,
         principal.auth_method.scope,
     ) {
+        // The front end's principal does not tell self-signed from CA-signed certificates; both
+        // stamp the same `iothub-connection-auth-method`.
         (CredentialType::X509, _) => AuthMethod::X509SelfSigned,
         (CredentialType::Sas, AuthScope::Hub) => AuthMethod::HubPolicySas,
         (CredentialType::Sas, AuthScope::Module) => AuthMethod::ModuleSas,
@@ -193,7 +195,7 @@ fn principal_of(device: &AuthenticatedDevice) -> Principal {
         AuthMethod::DeviceSas => (AuthScope::Device, CredentialType::Sas),
         AuthMethod::ModuleSas => (AuthScope::Module, CredentialType::Sas),
         AuthMethod::HubPolicySas => (AuthScope::Hub, CredentialType::Sas),
-        AuthMethod::X509SelfSigned => {
+        AuthMethod::X509SelfSigned | AuthMethod::X509CertificateAuthority => {
             let scope = if device.identity.module.is_some() {
                 AuthScope::Module
             } else {
@@ -239,11 +241,9 @@ impl Backend for HubBackend {
                     .await
             }
             (None, Some(certificate)) => {
-                let sha1 = certificate.thumbprint_sha1_hex();
-                let sha256 = certificate.thumbprint_sha256_hex();
-                let credential = DeviceCredential::X509Thumbprints {
-                    sha1: &sha1,
-                    sha256: &sha256,
+                let credential = DeviceCredential::X509Chain {
+                    end_entity: certificate.end_entity(),
+                    intermediates: certificate.intermediates(),
                 };
                 self.hub
                     .authenticate_device(&request.identity, credential)

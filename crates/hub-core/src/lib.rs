@@ -3,9 +3,11 @@
 //! [`Hub`] owns everything the service API and the MQTT front end share. Registry identities and
 //! twins live behind [`HubStore`] (SQLite through sqlx in [`SqliteStore`]); telemetry lives
 //! behind [`TelemetryLog`] (the `store` crate's durable log in [`FileTelemetryLog`]). The hub
-//! authorizes service requests against shared access policies, authenticates connecting devices,
-//! pushes desired-property patches, direct method requests and C2D messages through the
-//! [`DeviceConnections`] the front end attaches, and matches method responses by request id.
+//! authorizes service requests against shared access policies, authenticates connecting devices
+//! (SAS tokens, self-signed X.509 by thumbprint, CA-signed X.509 by chain to an uploaded
+//! [`CaCertificate`]), pushes desired-property patches, direct method requests and C2D messages
+//! through the [`DeviceConnections`] the front end attaches, and matches method responses by
+//! request id.
 //! Device telemetry, twin change and device lifecycle notifications go through the message
 //! [`hub_routing::Router`] ([`Hub::router`]), whose built-in `events` endpoint is the telemetry
 //! log; `routing.rs` says what is produced when. Time comes from a [`Clock`], so expiry is
@@ -16,6 +18,7 @@
 
 mod auth;
 mod c2d;
+mod certificates;
 mod clock;
 mod connections;
 mod edge;
@@ -35,6 +38,7 @@ pub use auth::{
     AuthMethod, AuthenticatedDevice, DeviceAuthError, DeviceCredential, ServicePrincipal,
 };
 pub use c2d::{C2dAccepted, C2dPurged};
+pub use certificates::{CaCertificate, CertificateName};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use connections::{C2dDelivery, DeviceConnections, MethodRequest};
 pub use edge::EDGE_MANAGED_BY;

@@ -11,6 +11,7 @@ use twin::Twin;
 use super::{
     BoxFuture, DeviceCounts, HubStore, IdentityKey, IdentityScope, QueuedC2dMessage, StoredIdentity,
 };
+use crate::certificates::{CaCertificate, CertificateName};
 use crate::error::HubError;
 use crate::hub::lock;
 use crate::model::{IdentityRecord, SharedAccessPolicy};
@@ -22,6 +23,7 @@ struct MemoryState {
     policies: BTreeMap<String, SharedAccessPolicy>,
     c2d: BTreeMap<i64, QueuedC2dMessage>,
     next_sequence: i64,
+    ca_certificates: BTreeMap<CertificateName, CaCertificate>,
 }
 
 /// A [`HubStore`] that keeps everything in memory (lost on drop).
@@ -278,5 +280,55 @@ impl HubStore for MemoryStore {
             .values()
             .filter(|queued| queued.device_id == *device_id)
             .count() as u64))
+    }
+
+    fn list_ca_certificates(&self) -> BoxFuture<'_, Result<Vec<CaCertificate>, HubError>> {
+        ready(Ok(lock(&self.state)
+            .ca_certificates
+            .values()
+            .cloned()
+            .collect()))
+    }
+
+    fn get_ca_certificate<'a>(
+        &'a self,
+        name: &'a CertificateName,
+    ) -> BoxFuture<'a, Result<Option<CaCertificate>, HubError>> {
+        ready(Ok(lock(&self.state).ca_certificates.get(name).cloned()))
+    }
+
+    fn put_ca_certificate<'a>(
+        &'a self,
+        certificate: &'a CaCertificate,
+        expected_etag: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<bool, HubError>> {
+        let mut state = lock(&self.state);
+        let current_etag = state
+            .ca_certificates
+            .get(&certificate.name)
+            .map(|stored| stored.etag.as_str());
+        if current_etag != expected_etag {
+            return ready(Ok(false));
+        }
+        state
+            .ca_certificates
+            .insert(certificate.name.clone(), certificate.clone());
+        ready(Ok(true))
+    }
+
+    fn delete_ca_certificate<'a>(
+        &'a self,
+        name: &'a CertificateName,
+        expected_etag: &'a str,
+    ) -> BoxFuture<'a, Result<bool, HubError>> {
+        let mut state = lock(&self.state);
+        let matches = state
+            .ca_certificates
+            .get(name)
+            .is_some_and(|stored| stored.etag == expected_etag);
+        if matches {
+            state.ca_certificates.remove(name);
+        }
+        ready(Ok(matches))
     }
 }

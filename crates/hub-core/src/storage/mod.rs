@@ -1,6 +1,6 @@
-//! The narrow storage seam of the hub: registry identities with their twins, shared access policies
-//! and cloud-to-device queues. [`SqliteStore`] is the single-node implementation; a later PostgreSQL
-//! implementation plugs in behind the same [`HubStore`] trait.
+//! The narrow storage seam of the hub: registry identities with their twins, shared access policies,
+//! cloud-to-device queues and uploaded CA certificates. [`SqliteStore`] is the single-node
+//! implementation; a later PostgreSQL implementation plugs in behind the same [`HubStore`] trait.
 //!
 //! Every write that must not race is a single conditional statement (compare the etag or version
 //! in the `WHERE` clause), so implementations need no long-lived transactions and the SQL stays portable.
@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use iothub_types::{DeviceId, Message, ModuleId};
 use twin::Twin;
 
+use crate::certificates::{CaCertificate, CertificateName};
 use crate::error::HubError;
 use crate::model::{IdentityRecord, SharedAccessPolicy};
 
@@ -179,4 +180,29 @@ pub trait HubStore: Send + Sync + 'static {
 
     /// How many messages a device has queued, expired ones included until they are swept.
     fn c2d_count<'a>(&'a self, device_id: &'a DeviceId) -> BoxFuture<'a, Result<u64, HubError>>;
+
+    /// Every uploaded CA certificate, sorted by name.
+    fn list_ca_certificates(&self) -> BoxFuture<'_, Result<Vec<CaCertificate>, HubError>>;
+
+    /// One uploaded CA certificate.
+    fn get_ca_certificate<'a>(
+        &'a self,
+        name: &'a CertificateName,
+    ) -> BoxFuture<'a, Result<Option<CaCertificate>, HubError>>;
+
+    /// Stores a CA certificate: with `expected_etag` `None` only when the name is free, otherwise
+    /// only when the stored etag is `expected_etag`. Returns `false` when the condition failed.
+    fn put_ca_certificate<'a>(
+        &'a self,
+        certificate: &'a CaCertificate,
+        expected_etag: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<bool, HubError>>;
+
+    /// Deletes a CA certificate when its stored etag is `expected_etag`. Returns `false` when it
+    /// is gone or its etag changed meanwhile.
+    fn delete_ca_certificate<'a>(
+        &'a self,
+        name: &'a CertificateName,
+        expected_etag: &'a str,
+    ) -> BoxFuture<'a, Result<bool, HubError>>;
 }

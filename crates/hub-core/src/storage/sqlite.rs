@@ -17,11 +17,12 @@ use twin::Twin;
 use super::{
     BoxFuture, DeviceCounts, HubStore, IdentityKey, IdentityScope, QueuedC2dMessage, StoredIdentity,
 };
+use crate::certificates::{CaCertificate, CertificateName};
 use crate::error::HubError;
 use crate::model::{AccessRights, IdentityRecord, SharedAccessPolicy};
 
 /// The schema, applied on every open. Statements are idempotent and use portable SQL only.
-const SCHEMA: [&str; 5] = [
+const SCHEMA: [&str; 6] = [
     "CREATE TABLE IF NOT EXISTS identities (
         device_id TEXT NOT NULL,
         module_id TEXT NOT NULL,
@@ -49,6 +50,11 @@ const SCHEMA: [&str; 5] = [
     )",
     "CREATE INDEX IF NOT EXISTS c2d_messages_by_device ON c2d_messages (device_id, sequence)",
     "CREATE TABLE IF NOT EXISTS hub_settings (name TEXT NOT NULL PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ca_certificates (
+        name TEXT NOT NULL PRIMARY KEY,
+        etag TEXT NOT NULL,
+        record TEXT NOT NULL
+    )",
 ];
 
 /// The registry, twins, policies and C2D queues in one SQLite database (WAL journal, full sync).
@@ -494,6 +500,82 @@ impl HubStore for SqliteStore {
             Ok(u64::try_from(queued).unwrap_or(0))
         })
     }
+
+    fn list_ca_certificates(&self) -> BoxFuture<'_, Result<Vec<CaCertificate>, HubError>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT record FROM ca_certificates ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map(decode_ca_certificate).collect()
+        })
+    }
+
+    fn get_ca_certificate<'a>(
+        &'a self,
+        name: &'a CertificateName,
+    ) -> BoxFuture<'a, Result<Option<CaCertificate>, HubError>> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT record FROM ca_certificates WHERE name = ?")
+                .bind(name.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+            row.as_ref().map(decode_ca_certificate).transpose()
+        })
+    }
+
+    fn put_ca_certificate<'a>(
+        &'a self,
+        certificate: &'a CaCertificate,
+        expected_etag: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<bool, HubError>> {
+        Box::pin(async move {
+            let record = serde_json::to_string(certificate).map_err(HubError::storage)?;
+            let result = match expected_etag {
+                None => {
+                    sqlx::query(
+                        "INSERT INTO ca_certificates (name, etag, record) VALUES (?, ?, ?)
+                         ON CONFLICT (name) DO NOTHING",
+                    )
+                    .bind(certificate.name.as_str())
+                    .bind(&certificate.etag)
+                    .bind(record)
+                    .execute(&self.pool)
+                    .await?
+                }
+                Some(expected_etag) => sqlx::query(
+                    "UPDATE ca_certificates SET etag = ?, record = ? WHERE name = ? AND etag = ?",
+                )
+                .bind(&certificate.etag)
+                .bind(record)
+                .bind(certificate.name.as_str())
+                .bind(expected_etag)
+                .execute(&self.pool)
+                .await?,
+            };
+            Ok(result.rows_affected() == 1)
+        })
+    }
+
+    fn delete_ca_certificate<'a>(
+        &'a self,
+        name: &'a CertificateName,
+        expected_etag: &'a str,
+    ) -> BoxFuture<'a, Result<bool, HubError>> {
+        Box::pin(async move {
+            let result = sqlx::query("DELETE FROM ca_certificates WHERE name = ? AND etag = ?")
+                .bind(name.as_str())
+                .bind(expected_etag)
+                .execute(&self.pool)
+                .await?;
+            Ok(result.rows_affected() == 1)
+        })
+    }
+}
+
+fn decode_ca_certificate(row: &SqliteRow) -> Result<CaCertificate, HubError> {
+    let record_text: String = row.try_get("record")?;
+    serde_json::from_str(&record_text)
+        .map_err(|error| HubError::storage(format!("unreadable CA certificate: {error}")))
 }
 
 /// Twin versions are `u64` in the domain; databases store signed 64-bit integers.
