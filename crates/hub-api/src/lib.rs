@@ -77,9 +77,29 @@
 //! reads the twin of the device named by `connectionDeviceId`, if it exists. `$body` conditions
 //! need `contentType` `application/json` and `contentEncoding` `utf-8` (or UTF-16/32), as in IoT Hub.
 //! File endpoints write under `DATA_DIR/routing/files`.
+//!
+//! **CA certificates** for X.509 CA authentication, in the shape of IoT Hub's certificates API.
+//! Every route needs every right ([`HUB_CONFIGURATION_RIGHTS`]). A device registered with
+//! `authentication.type = certificateAuthority` connects with a client certificate whose chain
+//! verifies to one of these certificates and whose subject CN is its device id. Uploads are
+//! marked verified at once: IoT Hub's proof-of-possession flow (verification code) is not
+//! implemented, and revocation is not checked.
+//!
+//! | Route | Answer |
+//! |---|---|
+//! | `PUT /certificates/{name}` with `{"properties": {"certificate": "<PEM or base64 DER>"}}` | 200 description; no `If-Match` creates (412 if the name exists), `If-Match` (etag or `*`) replaces (404 if missing, 412 on mismatch); 400 unless one unexpired CA certificate (`cA=true`) |
+//! | `GET /certificates` | 200 `{"value": [description, ...]}` |
+//! | `GET /certificates/{name}` | 200 description, 404 `NotFound` |
+//! | `DELETE /certificates/{name}` (`If-Match` required: etag or `*`) | 204; 400 `ArgumentNull` without `If-Match` |
+//!
+//! A description is `{"name","etag","type":"Microsoft.Devices/IotHubs/Certificates","properties":
+//! {"subject","expiry","thumbprint","isVerified":true,"created","updated","certificate"}}` with
+//! RFC 1123 times (`Thu, 27 Nov 2026 05:10:16 GMT`), the subject as `CN=..., O=...`, the SHA-1
+//! thumbprint in upper-case hex and the certificate as PEM.
 
 #![forbid(unsafe_code)]
 
+mod certificates;
 mod error;
 mod events;
 mod routes;
@@ -190,6 +210,13 @@ pub fn router(hub: Arc<Hub>, websocket: Option<WebSocketHandler>) -> Router {
         )
         .route("/routing/test", post(routing::test_route))
         .route("/routing/stats", get(routing::routing_stats))
+        .route("/certificates", get(certificates::list_certificates))
+        .route(
+            "/certificates/{name}",
+            get(certificates::get_certificate)
+                .put(certificates::put_certificate)
+                .delete(certificates::delete_certificate),
+        )
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state);

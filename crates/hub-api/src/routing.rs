@@ -28,7 +28,7 @@ pub const HUB_CONFIGURATION_RIGHTS: [AccessRight; 4] = [
 ];
 
 /// Checks that the caller's policy grants every one of `rights`.
-fn authorize_all(
+pub(crate) fn authorize_all(
     state: &ApiState,
     headers: &HeaderMap,
     rights: &[AccessRight],

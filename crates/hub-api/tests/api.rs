@@ -893,3 +893,192 @@ async fn routing_is_configured_tested_and_counted_over_rest() {
         GET /routing/stats -> 200 [] {"endpoints":[{"deadLettered":0,"delivered":1,"droppedQueueFull":0,"kind":"file","name":"archive","queued":0,"retries":0}],"eventsAppended":1,"unrouted":0}"#]],
     );
 }
+
+#[tokio::test]
+async fn ca_certificates_are_uploaded_listed_replaced_and_deleted() {
+    let api = Api::new().await;
+    let validity = tls::CertificateValidity::days_from_now(30);
+    let root = tls::CertificateAuthority::generate("Contoso Root", validity).expect("CA");
+    let other = tls::CertificateAuthority::generate("Fabrikam Root", validity).expect("CA");
+    let body = |text: &str| serde_json::json!({"properties": {"certificate": text}}).to_string();
+    let root_body = body(&root.certificate_pem());
+    let other_der = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        other.certificate(),
+    );
+    let other_body = body(&other_der);
+    /// Renders an answer with its volatile parts (etags, times, PEM) reduced to their shape.
+    fn summary(status: StatusCode, headers: &HeaderMap, text: &str) -> String {
+        let Ok(value) = serde_json::from_str::<Value>(text) else {
+            return format!("{} {text}", status.as_u16());
+        };
+        let describe = |item: &Value| {
+            let properties = &item["properties"];
+            format!(
+                "{} type={} subject={} verified={} thumbprint_len={} etag_len={} times_gmt={} pem={}",
+                item["name"].as_str().unwrap_or("?"),
+                item["type"].as_str().unwrap_or("?"),
+                properties["subject"].as_str().unwrap_or("?"),
+                properties["isVerified"],
+                properties["thumbprint"].as_str().map_or(0, str::len),
+                item["etag"].as_str().map_or(0, str::len),
+                ["created", "updated", "expiry"]
+                    .iter()
+                    .all(|key| properties[*key]
+                        .as_str()
+                        .is_some_and(|time| time.ends_with(" GMT"))),
+                properties["certificate"]
+                    .as_str()
+                    .is_some_and(|pem| pem.starts_with("-----BEGIN CERTIFICATE-----")),
+            )
+        };
+        let etag_header = headers.contains_key("etag");
+        if let Some(message) = value.get("Message") {
+            format!("{} {}", status.as_u16(), message.as_str().unwrap_or("?"))
+        } else if let Some(items) = value.get("value").and_then(Value::as_array) {
+            let names: Vec<String> = items.iter().map(describe).collect();
+            format!("{} [{}]", status.as_u16(), names.join("; "))
+        } else {
+            format!(
+                "{} etag_header={etag_header} {}",
+                status.as_u16(),
+                describe(&value)
+            )
+        }
+    }
+    let mut lines = Vec::new();
+    let mut run =
+        async |policy: &str, method: Method, path: &str, if_match: Option<&str>, body: &str| {
+            let headers: Vec<(&str, &str)> = if_match
+                .map(|etag| ("if-match", etag))
+                .into_iter()
+                .collect();
+            let (status, response_headers, text) = api
+                .send(Some(policy), method.clone(), path, &headers, body)
+                .await;
+            lines.push(format!(
+                "{method} {path} as {policy}: {}",
+                summary(status, &response_headers, &text)
+            ));
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::Null)["etag"]
+                .as_str()
+                .map(str::to_owned)
+        };
+    run(
+        "service",
+        Method::PUT,
+        "/certificates/root",
+        None,
+        &root_body,
+    )
+    .await;
+    run("registryReadWrite", Method::GET, "/certificates", None, "").await;
+    let etag = run(
+        "iothubowner",
+        Method::PUT,
+        "/certificates/root",
+        None,
+        &root_body,
+    )
+    .await
+    .expect("etag");
+    run(
+        "iothubowner",
+        Method::PUT,
+        "/certificates/root",
+        None,
+        &other_body,
+    )
+    .await;
+    run(
+        "iothubowner",
+        Method::PUT,
+        "/certificates/root",
+        Some("\"stale\""),
+        &other_body,
+    )
+    .await;
+    run(
+        "iothubowner",
+        Method::PUT,
+        "/certificates/root",
+        Some(&format!("\"{etag}\"")),
+        &other_body,
+    )
+    .await;
+    run(
+        "iothubowner",
+        Method::PUT,
+        "/certificates/bad%20name",
+        None,
+        &root_body,
+    )
+    .await;
+    run(
+        "iothubowner",
+        Method::PUT,
+        "/certificates/empty",
+        None,
+        r#"{"properties": {}}"#,
+    )
+    .await;
+    run(
+        "iothubowner",
+        Method::PUT,
+        "/certificates/junk",
+        None,
+        &body("junk"),
+    )
+    .await;
+    run(
+        "iothubowner",
+        Method::PUT,
+        "/certificates/second",
+        None,
+        &root_body,
+    )
+    .await;
+    run("iothubowner", Method::GET, "/certificates", None, "").await;
+    run("iothubowner", Method::GET, "/certificates/second", None, "").await;
+    run(
+        "iothubowner",
+        Method::DELETE,
+        "/certificates/second",
+        None,
+        "",
+    )
+    .await;
+    run(
+        "iothubowner",
+        Method::DELETE,
+        "/certificates/second",
+        Some("*"),
+        "",
+    )
+    .await;
+    run("iothubowner", Method::GET, "/certificates/second", None, "").await;
+    // The etag is random.
+    let lines = lines
+        .iter()
+        .map(|line| line.replace(&etag, "<etag>"))
+        .collect();
+    check(
+        lines,
+        expect![[r#"
+        PUT /certificates/root as service: 401 ErrorCode:IotHubUnauthorizedAccess;policy service lacks the RegistryRead right (ServiceConnect granted)
+        GET /certificates as registryReadWrite: 401 ErrorCode:IotHubUnauthorizedAccess;policy registryReadWrite lacks the ServiceConnect right (RegistryRead, RegistryWrite granted)
+        PUT /certificates/root as iothubowner: 200 etag_header=true root type=Microsoft.Devices/IotHubs/Certificates subject=CN=Contoso Root verified=true thumbprint_len=40 etag_len=12 times_gmt=true pem=true
+        PUT /certificates/root as iothubowner: 412 ErrorCode:PreconditionFailed;a CA certificate named root exists already; send If-Match with its etag (or *) to replace it
+        PUT /certificates/root as iothubowner: 412 ErrorCode:PreconditionFailed;the etag "stale" does not match the current etag <etag>
+        PUT /certificates/root as iothubowner: 200 etag_header=true root type=Microsoft.Devices/IotHubs/Certificates subject=CN=Fabrikam Root verified=true thumbprint_len=40 etag_len=12 times_gmt=true pem=true
+        PUT /certificates/bad%20name as iothubowner: 400 ErrorCode:ArgumentInvalid;invalid certificate name "bad name": expected 1 to 64 ASCII letters, digits, '-', '.' or '_'
+        PUT /certificates/empty as iothubowner: 400 ErrorCode:ArgumentInvalid;expected {"properties": {"certificate": "<PEM or base64 DER>"}}: missing field `certificate` at line 1 column 17
+        PUT /certificates/junk as iothubowner: 400 ErrorCode:ArgumentInvalid;invalid X.509 certificate: Parsing requires 104 bytes/chars
+        PUT /certificates/second as iothubowner: 200 etag_header=true second type=Microsoft.Devices/IotHubs/Certificates subject=CN=Contoso Root verified=true thumbprint_len=40 etag_len=12 times_gmt=true pem=true
+        GET /certificates as iothubowner: 200 [root type=Microsoft.Devices/IotHubs/Certificates subject=CN=Fabrikam Root verified=true thumbprint_len=40 etag_len=12 times_gmt=true pem=true; second type=Microsoft.Devices/IotHubs/Certificates subject=CN=Contoso Root verified=true thumbprint_len=40 etag_len=12 times_gmt=true pem=true]
+        GET /certificates/second as iothubowner: 200 etag_header=true second type=Microsoft.Devices/IotHubs/Certificates subject=CN=Contoso Root verified=true thumbprint_len=40 etag_len=12 times_gmt=true pem=true
+        DELETE /certificates/second as iothubowner: 400 ErrorCode:ArgumentNull;deleting a certificate needs If-Match: its etag, or *
+        DELETE /certificates/second as iothubowner: 204 
+        GET /certificates/second as iothubowner: 404 ErrorCode:NotFound;there is no CA certificate named second"#]],
+    );
+}
