@@ -118,7 +118,11 @@ pub fn server_material(config: &HubConfig) -> anyhow::Result<ServerMaterial> {
         if !ca_pem_path.exists() {
             // Publish the user's chain root so clients have one file to trust.
             let last = chain.last().cloned().into_iter().collect::<Vec<_>>();
-            write_private(&ca_pem_path, tls::certificates_to_pem(&last).as_bytes())?;
+            write_file(
+                &ca_pem_path,
+                tls::certificates_to_pem(&last).as_bytes(),
+                0o644,
+            )?;
         }
         return Ok(ServerMaterial {
             ca_pem_path,
@@ -135,7 +139,7 @@ pub fn server_material(config: &HubConfig) -> anyhow::Result<ServerMaterial> {
             tls::CertificateValidity::days_from_now(3650),
         )?;
         write_private(&ca_key_path, authority.private_key_pem().as_bytes())?;
-        write_private(&ca_pem_path, authority.certificate_pem().as_bytes())?;
+        write_file(&ca_pem_path, authority.certificate_pem().as_bytes(), 0o644)?;
         authority
     };
     let mut ip_addresses: Vec<IpAddr> = Vec::new();
@@ -180,6 +184,11 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 /// Writes a file readable only by its owner (keys and connection strings are secrets).
 pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    write_file(path, contents, 0o600)
+}
+
+/// Writes a file atomically (temporary file, fsync, rename) with the given permissions.
+fn write_file(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let temporary = path.with_extension("tmp");
@@ -187,7 +196,7 @@ pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
+        .mode(mode)
         .open(&temporary)
         .with_context(|| format!("cannot write {}", temporary.display()))?;
     file.write_all(contents)?;
@@ -257,8 +266,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tokio::select! {
         () = frontend.serve_tls(mqtt_listener, mqtt_tls) => bail!("the MQTT listener stopped"),
         result = https => result.context("the HTTPS listener stopped")?,
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, shutting down"),
+        () = shutdown_signal() => tracing::info!("shutting down"),
     }
     hub.close().await.context("closing the hub's storage")?;
     Ok(())
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM, whichever comes first.
+async fn shutdown_signal() {
+    let mut terminate = match tokio::signal::unix::signal(
+        tokio::signal::unix::SignalKind::terminate(),
+    ) {
+        Ok(signal) => signal,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the hub cleanly");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
 }
