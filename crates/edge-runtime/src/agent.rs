@@ -19,7 +19,8 @@ use edge_agent::{
 use edge_deployment::{
     AgentDeployment, DeploymentStatusCode, LastDesiredStatus, ModuleName, ModuleSpec,
 };
-use edge_process::{EdgeEnvironment, ProcessRuntime, ProcessRuntimeConfig};
+use edge_docker::{DockerRuntime, DockerRuntimeConfig, HealthChange};
+use edge_process::{EdgeEnvironment, ModuleExit, ProcessRuntime, ProcessRuntimeConfig};
 use iothub_auth::{SasToken, SasTokenStyle};
 use iothub_client::{
     ClientEvent, ClientOptions, Credentials, EventStream, Feature, IotHubClient, MethodRequest,
@@ -80,8 +81,6 @@ pub enum AgentError {
     HubCa { path: PathBuf, message: String },
     #[error("the edge CA cannot be loaded or created: {0}")]
     EdgeCa(String),
-    #[error("the {0} runtime is not available in this build; use runtime = \"process\"")]
-    RuntimeUnavailable(RuntimeChoice),
     #[error("the module runtime cannot start: {0}")]
     Runtime(String),
     #[error("the hub client cannot be configured: {0}")]
@@ -92,8 +91,8 @@ pub enum AgentError {
 enum Event {
     Shutdown,
     Timer,
-    ModuleExited,
-    ExitsClosed,
+    /// A module exited or its health changed (or the runtime's channel closed).
+    ModuleChanged,
     Connection(bool),
     ConnectionWatchClosed,
     Client(Box<ClientEvent>),
@@ -116,8 +115,9 @@ pub async fn run(
 
 /// What the loop receives from.
 struct Inputs {
-    exits: broadcast::Receiver<edge_process::ModuleExit>,
-    exits_open: bool,
+    process_exits: Option<broadcast::Receiver<ModuleExit>>,
+    docker_exits: Option<broadcast::Receiver<ModuleExit>>,
+    health: Option<broadcast::Receiver<HealthChange>>,
     connection: watch::Receiver<iothub_client::ConnectionState>,
     connection_open: bool,
     events: EventStream,
@@ -199,26 +199,31 @@ impl Agent {
             sockets: sockets.clone(),
         };
 
-        let engine = match settings.runtime {
-            RuntimeChoice::Process => {
-                let mut config = ProcessRuntimeConfig::new(
-                    settings.data_dir.clone(),
-                    EdgeEnvironment::new(
-                        settings.device_id.clone(),
-                        settings.hub_hostname.as_str(),
-                        settings.gateway_hostname.as_str(),
-                    ),
-                );
-                config.stop_grace_period = options.stop_grace_period;
-                let runtime = ProcessRuntime::open(config, launch)
+        let mut process_config =
+            ProcessRuntimeConfig::new(settings.data_dir.clone(), edge_environment(&settings));
+        process_config.stop_grace_period = options.stop_grace_period;
+        let process = ProcessRuntime::open(process_config, launch.clone())
+            .await
+            .map_err(|error| AgentError::Runtime(error.to_string()))?;
+        let lookup = process.clone();
+        check.set_lookup(move |pid| lookup.module_of_process(pid));
+        let docker = match settings.runtime {
+            RuntimeChoice::Process => None,
+            RuntimeChoice::Docker => {
+                let mut docker_config = DockerRuntimeConfig::new(edge_environment(&settings));
+                docker_config.owner = format!("outpost-{}", settings.device_id);
+                docker_config.stop_grace_period = options.stop_grace_period;
+                let docker = DockerRuntime::connect(docker_config, launch)
                     .await
                     .map_err(|error| AgentError::Runtime(error.to_string()))?;
-                let lookup = runtime.clone();
-                check.set_lookup(move |pid| lookup.module_of_process(pid));
-                Engine::Process(runtime)
+                tracing::info!(
+                    message = "Connected to the Docker Engine.",
+                    version = docker.engine_version()
+                );
+                Some(docker)
             }
-            RuntimeChoice::Docker => return Err(AgentError::RuntimeUnavailable(settings.runtime)),
         };
+        let engine = Engine::new(process, docker, options.stop_grace_period);
 
         let registry = DeviceRegistryClient::new(
             settings.hub_hostname.clone(),
@@ -275,9 +280,13 @@ impl Agent {
         ))
         .map_err(|error| AgentError::Client(error.to_string()))?;
 
+        if let Some((_, deployment)) = &deployment {
+            engine.set_registry_credentials(&deployment.runtime.registry_credentials);
+        }
         let inputs = Inputs {
-            exits: engine.subscribe_exits(),
-            exits_open: true,
+            process_exits: Some(engine.subscribe_process_exits()),
+            docker_exits: engine.subscribe_docker_exits(),
+            health: engine.subscribe_health(),
             connection: client.connection_state(),
             connection_open: true,
             events,
@@ -333,9 +342,17 @@ impl Agent {
             let event = tokio::select! {
                 () = &mut shutdown => Event::Shutdown,
                 () = tokio::time::sleep(delay) => Event::Timer,
-                exit = inputs.exits.recv(), if inputs.exits_open => match exit {
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => Event::ModuleExited,
-                    Err(broadcast::error::RecvError::Closed) => Event::ExitsClosed,
+                closed = module_changed(&mut inputs.process_exits) => {
+                    if closed { inputs.process_exits = None; }
+                    Event::ModuleChanged
+                },
+                closed = module_changed(&mut inputs.docker_exits) => {
+                    if closed { inputs.docker_exits = None; }
+                    Event::ModuleChanged
+                },
+                closed = module_changed(&mut inputs.health) => {
+                    if closed { inputs.health = None; }
+                    Event::ModuleChanged
                 },
                 changed = inputs.connection.changed(), if inputs.connection_open => match changed {
                     Ok(()) => Event::Connection(inputs.connection.borrow_and_update().is_connected()),
@@ -352,8 +369,7 @@ impl Agent {
             };
             match event {
                 Event::Shutdown => break,
-                Event::Timer | Event::ModuleExited => self.reconcile_due = true,
-                Event::ExitsClosed => inputs.exits_open = false,
+                Event::Timer | Event::ModuleChanged => self.reconcile_due = true,
                 Event::Connection(connected) => self.connection_changed(connected),
                 Event::ConnectionWatchClosed => {
                     inputs.connection_open = false;
@@ -465,6 +481,8 @@ impl Agent {
                 if let Err(error) = stored.save(&self.deployment_file) {
                     tracing::warn!(message = "Cannot store the deployment.", %error);
                 }
+                self.engine
+                    .set_registry_credentials(&deployment.runtime.registry_credentials);
                 self.deployment = Some((version, deployment));
                 self.reconcile_due = true;
             }
@@ -786,6 +804,27 @@ impl Agent {
         let _ = std::fs::remove_file(self.settings.management_socket());
         self.sockets.retain(&BTreeSet::new()).await;
     }
+}
+
+/// Waits for the next message of an optional broadcast channel (forever when there is none)
+/// and says whether the channel closed. Lagging is a change too: the round lists everything.
+async fn module_changed<T: Clone>(receiver: &mut Option<broadcast::Receiver<T>>) -> bool {
+    match receiver {
+        Some(receiver) => matches!(
+            receiver.recv().await,
+            Err(broadcast::error::RecvError::Closed)
+        ),
+        None => std::future::pending().await,
+    }
+}
+
+/// What every module is told about the device (`IOTEDGE_*`).
+fn edge_environment(settings: &EdgeSettings) -> EdgeEnvironment {
+    EdgeEnvironment::new(
+        settings.device_id.clone(),
+        settings.hub_hostname.as_str(),
+        settings.gateway_hostname.as_str(),
+    )
 }
 
 /// The status document the management API serves: identity, connection, deployment status and

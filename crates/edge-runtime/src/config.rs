@@ -31,13 +31,14 @@ pub const DEFAULT_HUB_MQTT_PORT: u16 = 8883;
 /// The HTTPS port of the hub unless configured otherwise.
 pub const DEFAULT_HUB_HTTPS_PORT: u16 = 443;
 
-/// Which engine runs the modules.
+/// Which engines run the modules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RuntimeChoice {
     /// Native processes (`"type": "process"` modules), the default: no container engine needed.
     Process,
-    /// Containers of the local Docker Engine (`"type": "docker"` modules).
+    /// Containers of the local Docker Engine for `"type": "docker"` modules, next to native
+    /// processes for `"type": "process"` modules.
     Docker,
 }
 

@@ -11,11 +11,13 @@
 //! invalid deployment is reported with its 400-class code and the modules are left alone);
 //! stores the last applied deployment ([`StoredDeployment`]) and applies it at boot, so an
 //! offline reboot brings the modules back; reconciles the modules through `edge-agent`'s
-//! `Reconciler` on the [`Engine`] (the process runtime today), restarting them per policy when
-//! they exit; serves one workload socket per module (`edge-workload`, keys from the identity
-//! cache, a quickstart edge CA); reports the `$edgeAgent` reported properties as patches; and
-//! serves a management API on a Unix socket ([`management`]) for `outpost edge list`, `logs`
-//! and `restart`.
+//! `Reconciler` on the [`Engine`] (process modules on the process runtime, and with
+//! `runtime = "docker"` Docker modules on the Docker runtime, side by side), restarting them per
+//! policy when they exit; serves one workload socket per module (`edge-workload`, keys from the
+//! identity cache, a quickstart edge CA, and for process modules a check that the caller is a
+//! process of that module); reports the `$edgeAgent` reported properties as patches; and serves
+//! a management API on a Unix socket ([`management`]) for `outpost edge list`, `logs` and
+//! `restart`.
 //!
 //! # Data directory
 //!
@@ -32,10 +34,11 @@
 //!
 //! - The edge hub (`$edgeHub`) is not run: it is reported with `runtimeStatus: unknown`, and user
 //!   modules get `IOTEDGE_GATEWAYHOSTNAME` = the configured gateway host name.
-//! - The Docker engine is not wired in ([`RuntimeChoice::Docker`] is refused at start); the
-//!   `edge-docker` crate mirrors the process runtime's shapes, so it becomes one more [`Engine`]
-//!   variant.
 //! - Of Azure's `$edgeAgent` direct methods, only `ping` and `RestartModule` are answered.
+//! - The workload API checks the calling process only for process modules; for Docker modules
+//!   the socket (bind-mounted into that module's container alone) names the caller.
+//! - A module that had exited on its own before the runtime stopped is started again when the
+//!   runtime comes back (the agent cannot yet tell its own exit from a shutdown's).
 
 #![forbid(unsafe_code)]
 

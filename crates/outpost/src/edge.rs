@@ -590,11 +590,20 @@ async fn check_settings(settings: &EdgeSettings) -> Vec<CheckResult> {
                 "check the runtime user's limits (ulimit -u) and that /bin/sh exists",
             ),
         },
-        RuntimeChoice::Docker => CheckResult::failed(
-            "module engine",
-            "the docker runtime is not wired into this build yet",
-            "set runtime = \"process\" in the configuration",
-        ),
+        RuntimeChoice::Docker => {
+            let socket = Path::new(edge_docker_socket());
+            match std::os::unix::net::UnixStream::connect(socket) {
+                Ok(_) => CheckResult::ok(
+                    "module engine",
+                    format!("the Docker Engine answers at {}", socket.display()),
+                ),
+                Err(error) => CheckResult::failed(
+                    "module engine",
+                    format!("cannot connect to {}: {error}", socket.display()),
+                    "install and start Docker, and let the runtime's user use its socket (group docker)",
+                ),
+            }
+        }
     });
     results.push(
         match ManagementClient::new(settings.management_socket())
@@ -620,6 +629,11 @@ async fn check_settings(settings: &EdgeSettings) -> Vec<CheckResult> {
         },
     );
     results
+}
+
+/// The Docker Engine socket the runtime uses.
+fn edge_docker_socket() -> &'static str {
+    "/var/run/docker.sock"
 }
 
 fn certificate_expiry(name: &'static str, certificate: &tls::CertificateDer<'_>) -> CheckResult {

@@ -523,3 +523,139 @@ fn process_modules_are_deployed_updated_restarted_and_survive_an_offline_reboot(
     );
     edge.stop();
 }
+
+/// The image of the Docker module: the host's `/bin/sh` and `sleep` with their libraries,
+/// imported locally (no registry is reachable).
+const DOCKER_TEST_IMAGE: &str = "outpost-edge-test-sh:latest";
+
+fn ensure_docker_test_image() {
+    assert!(
+        Path::new("/var/run/docker.sock").exists(),
+        "this test needs the Docker Engine at /var/run/docker.sock; install and start Docker"
+    );
+    let present = Command::new("docker")
+        .args(["image", "inspect", DOCKER_TEST_IMAGE])
+        .output()
+        .expect("run docker");
+    if present.status.success() {
+        return;
+    }
+    let script = format!(
+        "set -e; files=\"/bin/sh /bin/sleep $(ldd /bin/sh /bin/sleep | grep -o '/[^ ]*' | sort -u | tr '\\n' ' ')\"; \
+         tar -chf - $files 2>/dev/null | docker import - {DOCKER_TEST_IMAGE}"
+    );
+    let output = Command::new("/bin/sh")
+        .args(["-c", &script])
+        .output()
+        .expect("import the test image");
+    assert!(
+        output.status.success(),
+        "importing {DOCKER_TEST_IMAGE} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Removes the containers a Docker-runtime edge device left (the runtime stops them at
+/// shutdown but keeps them, as Docker keeps exited containers).
+struct ContainerCleanup {
+    owner: String,
+}
+
+impl Drop for ContainerCleanup {
+    fn drop(&mut self) {
+        let filter = format!("label=io.outpost.owner={}", self.owner);
+        if let Ok(output) = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &filter])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&output.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["rm", "-f", id]).output();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_docker_module_and_a_process_module_run_side_by_side() {
+    ensure_docker_test_image();
+    let hub = Hub::start(&next_address(35, &ADDRESSES));
+    let device = format!("edge-docker-{}", std::process::id());
+    let _cleanup = ContainerCleanup {
+        owner: format!("outpost-{device}"),
+    };
+    hub.cli_ok(&["device", "create", &device, "--edge"]);
+    let connection_string = hub
+        .cli_ok(&["device", "connection-string", &device])
+        .trim()
+        .to_owned();
+    let temp = tempfile::tempdir().expect("temporary directory");
+    let directory = temp.path().to_path_buf();
+    let data_dir = directory.join("edge");
+    let config = data_dir.join("config.toml");
+    let output = Command::new(outpost_binary())
+        .args(["edge", "init", "--connection-string", &connection_string])
+        .arg("--ca-file")
+        .arg(hub.ca_file())
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("--config")
+        .arg(&config)
+        .args(["--runtime", "docker"])
+        .output()
+        .expect("run outpost edge init");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut edge = Edge {
+        config,
+        log: directory.join("edge.log"),
+        child: None,
+    };
+    edge.start();
+
+    let create_options = json!({"Cmd": ["/bin/sh", "-c",
+        "echo \"delta $IOTEDGE_MODULEID $IOTEDGE_DEVICEID $IOTEDGE_WORKLOADURI\"; exec sleep 600"]});
+    let modules = json!({
+        "delta": {
+            "type": "docker",
+            "status": "running",
+            "restartPolicy": "always",
+            "imagePullPolicy": "never",
+            "settings": {"image": DOCKER_TEST_IMAGE, "createOptions": create_options.to_string()}
+        },
+        "alpha": process_module(&directory, "alpha", "process"),
+    });
+    set_modules(&hub, &directory, &device, &deployment(modules), &[]);
+    let reported = wait_for_report(&hub, &edge, &device, 200, |reported| {
+        module_status(reported, "alpha") == "running"
+            && module_status(reported, "delta") == "running"
+    });
+    assert_eq!(reported["runtime"]["type"], "docker");
+    assert_eq!(
+        reported["modules"]["delta"]["settings"]["image"],
+        DOCKER_TEST_IMAGE
+    );
+    assert!(
+        reported["modules"]["delta"]["settings"]["imageHash"]
+            .as_str()
+            .is_some_and(|hash| hash.starts_with("sha256:"))
+    );
+    let logs = wait_for("the Docker module's output", || {
+        let logs = edge.cli_ok(&["logs", "delta"]);
+        if logs.contains("delta") {
+            Ok(logs)
+        } else {
+            Err(logs)
+        }
+    });
+    assert!(
+        logs.contains(&format!(
+            "delta delta {device} unix:///var/run/iotedge/workload.sock"
+        )),
+        "the container got the IOTEDGE_* environment and its workload socket: {logs}"
+    );
+    assert_eq!(starts(&directory, "alpha").len(), 1);
+    edge.stop();
+}
