@@ -431,6 +431,33 @@ def x509_device(device_id, cert_file, key_file, thumbprint):
     return {"deviceId": device_id, "authenticationType": twin.authentication_type}
 
 
+def x509_ca_device(device_id, cert_file, key_file, outcome):
+    """A device registered with certificateAuthority authentication (created by the caller), connecting with a
+    certificate signed by an uploaded CA. `outcome` is `accepted` (connect, send, patch reported) or `refused`."""
+    client = IoTHubDeviceClient.create_from_x509_certificate(
+        x509=X509(cert_file, key_file),
+        hostname=HOST,
+        device_id=device_id,
+        server_verification_cert=CA_PEM,
+        connection_retry=False,
+    )
+    if outcome == "refused":
+        try:
+            client.connect()
+        except Exception as error:  # noqa: BLE001 - the type is the answer
+            return {"deviceId": device_id, "refused": type(error).__name__}
+        finally:
+            client.shutdown()
+        raise AssertionError(f"{device_id} must be refused")
+    client.connect()
+    client.send_message(Message("from an x509 CA device"))
+    client.patch_twin_reported_properties({"auth": "x509-ca"})
+    client.shutdown()
+    twin = registry().get_twin(device_id)
+    expect(twin.properties.reported.get("auth") == "x509-ca", f"reported via x509 CA: {twin.properties.reported}")
+    return {"deviceId": device_id, "authenticationType": twin.authentication_type}
+
+
 def main():
     name, args = sys.argv[1], sys.argv[2:]
     result = globals()[name](*args)

@@ -1,8 +1,9 @@
 //! The `outpost` binary: command-line parsing and wiring. All logic lives in the library crates.
 //!
 //! `outpost hub serve` runs the cloud hub; the management commands (`device`, `module`, `twin`, `method`,
-//! `c2d`, `monitor`, `query`, `route`) talk to a running hub over its service REST API with a shared access policy.
+//! `c2d`, `monitor`, `query`, `route`, `ca`) talk to a running hub over its service REST API with a shared access policy.
 
+mod ca;
 mod edge;
 mod manage;
 mod route;
@@ -45,6 +46,8 @@ enum Command {
     Query(manage::QueryArgs),
     /// Show, replace, test and count the hub's message routing.
     Route(route::RouteArgs),
+    /// Upload, list and delete the CA certificates X.509 CA-signed devices chain to.
+    Ca(ca::CaArgs),
 }
 
 #[derive(Subcommand)]
@@ -77,6 +80,7 @@ fn main() -> anyhow::Result<()> {
             Command::Monitor(command) => manage::monitor(command).await,
             Command::Query(args) => manage::query(args).await,
             Command::Route(args) => route::route(args).await,
+            Command::Ca(args) => ca::ca(args).await,
         }
     })
 }
