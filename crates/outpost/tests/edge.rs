@@ -179,19 +179,19 @@ fn process_module(directory: &Path, module: &str, greeting: &str) -> Value {
     })
 }
 
-/// A process module that calls its workload socket with curl, as an SDK module would: the trust
+/// A process module that calls its workload socket over HTTP, as an SDK module would: the trust
 /// bundle, a signature as itself, and a signature as another module (refused); then it sleeps.
+/// It is written in Python (the interpreter of the test venv) so that the test needs no curl.
 fn workload_module(directory: &Path) -> Value {
     let output = directory.join("gamma.out");
-    let output = output.display();
+    let program = directory.join("gamma.py");
+    std::fs::write(&program, WORKLOAD_CALLER).expect("write the workload caller");
     let script = format!(
-        "S=${{IOTEDGE_WORKLOADURI#unix://}}; V=api-version=$IOTEDGE_APIVERSION; \
-         curl -s --unix-socket $S \"http://workload/trust-bundle?$V\" > {output}; echo >> {output}; \
-         curl -s --unix-socket $S -X POST -d '{{\"keyId\":\"primary\",\"algo\":\"HMACSHA256\",\"data\":\"aGVsbG8=\"}}' \
-           \"http://workload/modules/$IOTEDGE_MODULEID/genid/$IOTEDGE_MODULEGENERATIONID/sign?$V\" >> {output}; echo >> {output}; \
-         curl -s --unix-socket $S -X POST -d '{{\"data\":\"aGVsbG8=\"}}' \
-           \"http://workload/modules/alpha/genid/$IOTEDGE_MODULEGENERATIONID/sign?$V\" >> {output}; echo >> {output}; \
-         echo done >> {output}; exec sleep 600"
+        "{} {} > {}; echo done >> {}; exec sleep 600",
+        support::python().display(),
+        program.display(),
+        output.display(),
+        output.display()
     );
     json!({
         "type": "process",
@@ -199,6 +199,32 @@ fn workload_module(directory: &Path) -> Value {
         "settings": {"path": "/bin/sh", "args": ["-c", script]}
     })
 }
+
+/// Calls the workload API on the module's Unix socket and prints one answer body per line.
+const WORKLOAD_CALLER: &str = r#"
+import http.client, os, socket
+
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("workload")
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+def call(method, target, body=None):
+    connection = UnixConnection(os.environ["IOTEDGE_WORKLOADURI"][len("unix://"):])
+    connection.request(method, target, body=body)
+    print(connection.getresponse().read().decode().replace("\n", "\\n"))
+
+version = "api-version=" + os.environ["IOTEDGE_APIVERSION"]
+generation = os.environ["IOTEDGE_MODULEGENERATIONID"]
+call("GET", "/trust-bundle?" + version)
+call("POST", "/modules/" + os.environ["IOTEDGE_MODULEID"] + "/genid/" + generation + "/sign?" + version,
+     '{"keyId":"primary","algo":"HMACSHA256","data":"aGVsbG8="}')
+call("POST", "/modules/alpha/genid/" + generation + "/sign?" + version, '{"data":"aGVsbG8="}')
+"#;
 
 fn deployment(modules: Value) -> Value {
     json!({"modulesContent": {
