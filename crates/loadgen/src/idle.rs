@@ -28,6 +28,8 @@ pub struct IdleOptions {
     pub runs: usize,
     pub connect_concurrency: usize,
     pub settle: Duration,
+    /// Stop after the TLS handshake and send no CONNECT, to tell transport cost from MQTT session cost.
+    pub handshake_only: bool,
     pub targets: Vec<TargetKind>,
     pub hub_hostname: String,
 }
@@ -82,7 +84,7 @@ pub async fn run(options: &IdleOptions, programs: &Programs) -> anyhow::Result<I
             tokio::time::sleep(options.settle).await;
             let baseline_kib = target.process().resident_kib()?;
             let started = Instant::now();
-            let connections = open_connections(&target, &devices, options.connect_concurrency)
+            let connections = open_connections(&target, &devices, options)
                 .await
                 .with_context(|| format!("run {} on {}", run + 1, kind.label()))?;
             let connect_duration = started.elapsed();
@@ -120,22 +122,44 @@ pub async fn run(options: &IdleOptions, programs: &Programs) -> anyhow::Result<I
     })
 }
 
+/// A connection held open and idle until the measurement is taken.
+enum OpenConnection {
+    /// TLS (or TCP) established and MQTT CONNECT accepted.
+    Mqtt {
+        _reader: mqtt::PacketReader,
+        _writer: mqtt::PacketWriter,
+    },
+    /// Only the transport handshake done.
+    Transport {
+        _stream: crate::transport::BoxedStream,
+    },
+}
+
 /// Opens one connection per device, `concurrency` handshakes at a time, and keeps them open.
 async fn open_connections(
     target: &RunningTarget,
     devices: &[crate::service::DeviceCredential],
-    concurrency: usize,
-) -> anyhow::Result<Vec<(mqtt::PacketReader, mqtt::PacketWriter)>> {
-    let limit = Arc::new(Semaphore::new(concurrency.max(1)));
+    options: &IdleOptions,
+) -> anyhow::Result<Vec<OpenConnection>> {
+    let limit = Arc::new(Semaphore::new(options.connect_concurrency.max(1)));
+    let handshake_only = options.handshake_only;
     let mut connecting = JoinSet::new();
     let mut connections = Vec::with_capacity(devices.len());
     for device in devices {
         let permit = limit.clone().acquire_owned().await?;
         let endpoint = target.endpoint.clone();
-        let options = target.connect_options(device)?;
+        let connect_options = target.connect_options(device)?;
         connecting.spawn(async move {
             let stream = endpoint.connect().await?;
-            let connection = mqtt::connect(stream, &options).await?;
+            let connection = if handshake_only {
+                OpenConnection::Transport { _stream: stream }
+            } else {
+                let (reader, writer) = mqtt::connect(stream, &connect_options).await?;
+                OpenConnection::Mqtt {
+                    _reader: reader,
+                    _writer: writer,
+                }
+            };
             drop(permit);
             Ok::<_, anyhow::Error>(connection)
         });
@@ -152,9 +176,13 @@ async fn open_connections(
 impl IdleReport {
     /// The report as Markdown: medians over the runs, per target.
     pub fn to_markdown(&self) -> String {
+        let what = if self.options.handshake_only {
+            "transport connections (TLS handshake only, no MQTT CONNECT)"
+        } else {
+            "MQTT connections (TLS handshake + accepted CONNECT, no traffic after)"
+        };
         let mut text = format!(
-            "Idle connections: {} MQTT connections (TLS handshake + accepted CONNECT, no traffic after), \
-             {} runs, fresh server each run (medians; min–max in brackets).\n\n",
+            "Idle connections: {} {what}, {} runs, fresh server each run (medians; min–max in brackets).\n\n",
             self.options.connections, self.options.runs
         );
         text.push_str(
@@ -242,6 +270,7 @@ mod tests {
                 runs: 2,
                 connect_concurrency: 64,
                 settle: Duration::from_secs(1),
+                handshake_only: false,
                 targets: vec![TargetKind::Hub, TargetKind::MosquittoTls],
                 hub_hostname: "localhost".to_owned(),
             },

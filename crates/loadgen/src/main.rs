@@ -94,6 +94,10 @@ struct IdleArgs {
     /// Handshakes in progress at once.
     #[arg(long, default_value_t = 64)]
     connect_concurrency: usize,
+    /// Only complete the TLS handshake, send no MQTT CONNECT (the server may close such connections
+    /// after its CONNECT timeout, so keep the run short).
+    #[arg(long)]
+    handshake_only: bool,
     /// Pause before each RSS reading, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     settle_millis: u64,
@@ -127,6 +131,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+    let load_before = load_average();
     let report = runtime.block_on(async {
         match cli.command {
             Command::Telemetry(args) => {
@@ -155,6 +160,7 @@ fn main() -> anyhow::Result<()> {
                     runs: args.runs,
                     connect_concurrency: args.connect_concurrency,
                     settle: Duration::from_millis(args.settle_millis),
+                    handshake_only: args.handshake_only,
                     targets: args.targets,
                     hub_hostname: cli.common.hub_hostname,
                 };
@@ -175,6 +181,22 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })?;
-    println!("{report}\nCommand: `{command_line}`");
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    println!(
+        "{report}\nCommand: `{command_line}`\nMachine: {cores} cores; load average (1, 5, 15 min) before {load_before}, after {}",
+        load_average()
+    );
     Ok(())
+}
+
+/// The first three fields of `/proc/loadavg`, to show how busy the machine was around a benchmark.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "unknown".to_owned())
 }

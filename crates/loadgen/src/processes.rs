@@ -158,8 +158,8 @@ pub struct HubServer {
     pub https_address: SocketAddr,
     pub ca_pem: String,
     pub owner_connection_string: String,
-    /// Keeps the data directory alive as long as the hub runs.
-    _data_dir: tempfile::TempDir,
+    /// The hub's data directory, removed when the hub is dropped.
+    data_dir: tempfile::TempDir,
 }
 
 impl HubServer {
@@ -209,9 +209,33 @@ impl HubServer {
             https_address,
             ca_pem,
             owner_connection_string,
-            _data_dir: data_dir,
+            data_dir,
         })
     }
+}
+
+impl HubServer {
+    /// Bytes in the files under the hub's data directory (registry, twins, telemetry log).
+    pub fn data_dir_bytes(&self) -> anyhow::Result<u64> {
+        directory_bytes(self.data_dir.path())
+    }
+}
+
+/// The total size of the regular files under `path`.
+pub fn directory_bytes(path: &Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in
+        std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?
+    {
+        let entry = entry?;
+        let file_type = entry.file_type()?;
+        if file_type.is_dir() {
+            total += directory_bytes(&entry.path())?;
+        } else if file_type.is_file() {
+            total += entry.metadata()?.len();
+        }
+    }
+    Ok(total)
 }
 
 /// TLS files for a Mosquitto listener, issued by a CA made for this run.
@@ -420,6 +444,15 @@ mod tests {
             keyfile /tmp/x/server.key.pem
         "#]]
         .assert_eq(&rendered);
+    }
+
+    #[test]
+    fn directory_sizes_count_nested_files() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        std::fs::create_dir_all(directory.path().join("a/b")).expect("create");
+        std::fs::write(directory.path().join("one"), [0u8; 10]).expect("write");
+        std::fs::write(directory.path().join("a/b/two"), [0u8; 32]).expect("write");
+        assert_eq!(directory_bytes(directory.path()).expect("size"), 42);
     }
 
     #[test]

@@ -74,6 +74,9 @@ impl RoundMeasurement {
 pub struct TelemetryReport {
     pub options: TelemetryOptions,
     pub rounds: Vec<(TargetKind, Vec<RoundMeasurement>)>,
+    /// The hub's data directory size after every round, and the messages it had acknowledged by then
+    /// (warm-up included): a check that what was acknowledged was written.
+    pub hub_storage: Option<(u64, u64)>,
 }
 
 /// Starts each target once, warms it up, then runs `runs` rounds, rotating the order of the targets
@@ -147,12 +150,20 @@ pub async fn run(
             rounds[index].1.push(measurement);
         }
     }
+    let mut hub_storage = None;
     for (target, _) in running {
+        if let Some(hub) = target.hub() {
+            let messages = (options.warmup_messages_per_device
+                + options.messages_per_device * options.runs as u64)
+                * options.devices as u64;
+            hub_storage = Some((hub.data_dir_bytes()?, messages));
+        }
         target.stop().await;
     }
     Ok(TelemetryReport {
         options: options.clone(),
         rounds,
+        hub_storage,
     })
 }
 
@@ -358,6 +369,14 @@ impl TelemetryReport {
                 }
             }
         }
+        if let Some((bytes, messages)) = self.hub_storage {
+            text.push_str(&format!(
+                "\nHub data directory after the rounds: {:.1} MiB for {messages} acknowledged messages \
+                 ({:.0} bytes per message).\n",
+                bytes as f64 / (1024.0 * 1024.0),
+                bytes as f64 / messages.max(1) as f64
+            ));
+        }
         text
     }
 }
@@ -413,6 +432,7 @@ mod tests {
                     ],
                 ),
             ],
+            hub_storage: Some((31_457_280, 301_000)),
         };
         expect![[r#"
             Telemetry: 100 devices x 1000 QoS 1 messages of 256 bytes = 100000 messages per round, window 10 unacknowledged per connection, 3 rounds (medians; min–max in brackets).
@@ -423,6 +443,8 @@ mod tests {
             | mosquitto (TLS) | first PUBLISH → subscriber has all | 25000 | 20000–33333 | 100000 | 10.0 |
 
             Outpost / mosquitto (TLS): 1.60x
+
+            Hub data directory after the rounds: 30.0 MiB for 301000 acknowledged messages (105 bytes per message).
         "#]]
         .assert_eq(&report.to_markdown());
     }
