@@ -112,7 +112,7 @@ pub(crate) async fn serve<B: Backend, S>(
             return;
         }
     };
-    let principal = match shared.backend.authenticate(&request).await {
+    let principal = match Box::pin(shared.backend.authenticate(&request)).await {
         Ok(principal) if principal.identity == request.identity => principal,
         Ok(principal) => {
             tracing::error!(
@@ -186,7 +186,7 @@ pub(crate) async fn serve<B: Backend, S>(
         session_present = session.session_present,
         "client connected"
     );
-    shared.backend.connected(&session).await;
+    Box::pin(shared.backend.connected(&session)).await;
 
     let mut connection = Connection {
         shared,
@@ -211,9 +211,7 @@ pub(crate) async fn serve<B: Backend, S>(
     );
     if let Some(will) = will
         && publishes_will(&reason)
-        && shared
-            .backend
-            .telemetry(&session.principal, will)
+        && Box::pin(shared.backend.telemetry(&session.principal, will))
             .await
             .is_err()
     {
@@ -231,16 +229,14 @@ pub(crate) async fn serve<B: Backend, S>(
     while let Ok(publish) = outbound.try_recv() {
         undelivered.extend(publish.tag);
     }
-    shared
-        .backend
-        .disconnected(
-            &session,
-            Disconnection {
-                reason,
-                undelivered,
-            },
-        )
-        .await;
+    Box::pin(shared.backend.disconnected(
+        &session,
+        Disconnection {
+            reason,
+            undelivered,
+        },
+    ))
+    .await;
 }
 
 struct Connection<'a, B, S> {
@@ -285,10 +281,10 @@ impl<'a, B: Backend, S: AsyncRead + AsyncWrite + Unpin + Send> Connection<'a, B,
                 biased;
                 reason = &mut kick => ControlFlow::Break(reason.unwrap_or(DisconnectReason::Shutdown)),
                 Some(completion) = pending.next(), if !pending.is_empty() => {
-                    self.complete(completion).await
+                    Box::pin(self.complete(completion)).await
                 }
                 Some(publish) = outbound.recv(), if may_send => {
-                    self.deliver(publish, backend, principal, &mut pending).await
+                    Box::pin(self.deliver(publish, backend, principal, &mut pending)).await
                 }
                 packet = self.transport.next(), if may_read => {
                     if let Some(timeout) = self.keep_alive_timeout {
@@ -300,7 +296,7 @@ impl<'a, B: Backend, S: AsyncRead + AsyncWrite + Unpin + Send> Connection<'a, B,
                         Some(Err(error)) => ControlFlow::Break(DisconnectReason::ProtocolViolation(error.to_string())),
                         Some(Ok(packet)) => {
                             self.release_large_read_buffer();
-                            self.receive(packet, backend, principal, &mut pending).await
+                            Box::pin(self.receive(packet, backend, principal, &mut pending)).await
                         }
                     }
                 }

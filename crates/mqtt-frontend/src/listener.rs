@@ -37,10 +37,13 @@ impl<B: Backend> Frontend<B> {
             let frontend = self.clone();
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let handshake = tokio::time::timeout(
+                // The handshake's state lives on the heap only while it runs, and the TLS stream
+                // (more than a kilobyte of rustls state) is boxed, so that the task's future holds
+                // pointers rather than several inline copies of it. Idle connections are many.
+                let handshake = Box::pin(tokio::time::timeout(
                     frontend.config().connect_timeout,
-                    acceptor.accept(socket),
-                )
+                    async { acceptor.accept(socket).await.map(Box::new) },
+                ))
                 .await;
                 let stream = match handshake {
                     Ok(Ok(stream)) => stream,
