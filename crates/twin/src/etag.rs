@@ -62,7 +62,12 @@ impl IfMatch {
         let mut etags = Vec::new();
         for entry in header.split(',') {
             let entry = entry.trim();
-            let entry = entry.strip_prefix("W/").unwrap_or(entry);
+            // `W/` marks a weak tag only in front of a quoted tag: a bare base64 etag may
+            // itself begin with `W/` (the counter 6624795051861999616 does).
+            let entry = match entry.strip_prefix("W/") {
+                Some(rest) if rest.starts_with('"') => rest,
+                _ => entry,
+            };
             let entry = entry
                 .strip_prefix('"')
                 .and_then(|rest| rest.strip_suffix('"'))
