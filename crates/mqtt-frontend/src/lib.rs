@@ -28,6 +28,7 @@
 mod backend;
 mod config;
 mod connection;
+pub mod https;
 mod listener;
 mod session_table;
 mod sessions;
