@@ -24,7 +24,9 @@
 //! `skn`, `sr = {host}/devices/{id}`) to `GET /devices/{id}` and to `GET/PUT/DELETE` its own
 //! `/devices/{id}/modules[/{mid}]` (answers include module keys): this is how the edge runtime
 //! keeps its module identities in sync without a shared access policy. Such a token is refused
-//! with 403 `Forbidden` everywhere else and for other devices.
+//! with 403 `Forbidden` everywhere else and for other devices. The edge device (or its `$edgeHub`
+//! module, with its own key) also reads its identity scope, paged, at
+//! `GET /devices/{id}/modules/$edgeHub/devicesAndModulesInDeviceScope` (see `device_scope.rs`).
 //!
 //! Errors carry IoT Hub's shape: the status of the error code, header `iothub-errorcode`, body
 //! `{"Message":"ErrorCode:<Name>;<text>","ExceptionMessage":"Tracking ID:..."}`.
@@ -100,6 +102,7 @@
 #![forbid(unsafe_code)]
 
 mod certificates;
+mod device_scope;
 mod error;
 mod events;
 mod routes;
@@ -118,6 +121,7 @@ use axum::routing::{get, post};
 use hub_core::Hub;
 use mqtt_frontend::ClientCertificate;
 
+pub use device_scope::DEVICE_SCOPE_API_VERSION;
 pub use error::ApiError;
 pub use events::{DEFAULT_CONSUMER_GROUP, event_json};
 pub use routes::{APPLICATION_PROPERTY_HEADER_PREFIX, DEFAULT_DEVICE_LIST_SIZE, MAX_BULK_ENTRIES};
@@ -164,6 +168,10 @@ pub fn router(hub: Arc<Hub>, websocket: Option<WebSocketHandler>) -> Router {
                 .delete(routes::delete_device),
         )
         .route("/devices/{id}/modules", get(routes::get_modules))
+        .route(
+            "/devices/{id}/modules/{mid}/devicesAndModulesInDeviceScope",
+            get(device_scope::get_device_scope),
+        )
         .route(
             "/devices/{id}/applyConfigurationContent",
             post(routes::apply_configuration_content),

@@ -41,7 +41,10 @@ pub use c2d::{C2dAccepted, C2dPurged};
 pub use certificates::{CaCertificate, CertificateName};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use connections::{C2dDelivery, DeviceConnections, MethodRequest};
-pub use edge::EDGE_MANAGED_BY;
+pub use edge::{
+    DEFAULT_DEVICE_SCOPE_PAGE_SIZE, DeviceScopePage, EDGE_HUB_MODULE, EDGE_MANAGED_BY,
+    MAX_DEVICE_SCOPE_PAGE_SIZE,
+};
 pub use error::{ErrorCode, HubError};
 pub use frontend::{FrontendConnections, HubBackend};
 pub use hub::{Hub, HubLimits, HubOptions, REGISTRY_DATABASE_FILE, TELEMETRY_DIRECTORY};
