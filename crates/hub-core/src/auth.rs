@@ -278,7 +278,13 @@ impl Hub {
                 let token = SasToken::parse(text.trim()).map_err(|error| {
                     DeviceAuthError::NotAuthorized(format!("malformed SAS token: {error}"))
                 })?;
-                let method = self.verify_device_token(identity, &record.authentication, &token)?;
+                let method = match edge_hub_signer(identity, &token) {
+                    Some(edge_device) => {
+                        self.verify_on_behalf_of(identity, &record, edge_device, &token)
+                            .await?
+                    }
+                    None => self.verify_device_token(identity, &record.authentication, &token)?,
+                };
                 (method, Some(token.expiry_unix_secs()))
             }
             DeviceCredential::X509Thumbprints { sha1, sha256 } => (
@@ -307,6 +313,88 @@ impl Hub {
             method,
             generation_id: record.generation_id,
             token_expiry_unix_secs,
+        })
+    }
+
+    /// Checks a token an edge hub signed with its `$edgeHub` key to connect upstream on behalf of
+    /// `identity`: one of its own modules, or a device (or a module of a device) whose
+    /// `parentScopes` name the edge device's `deviceScope`. The edge device must be an enabled
+    /// IoT Edge device; child keys never leave the edge.
+    async fn verify_on_behalf_of(
+        &self,
+        identity: &Identity,
+        record: &crate::model::IdentityRecord,
+        edge_device: &iothub_types::DeviceId,
+        token: &SasToken,
+    ) -> Result<AuthMethod, DeviceAuthError> {
+        let refused = |reason: String| DeviceAuthError::NotAuthorized(reason);
+        let unavailable = |error: HubError| DeviceAuthError::Unavailable(error.to_string());
+        let scope = token.scope();
+        if !same_host(scope.host().as_str(), self.host_name.as_str()) {
+            return Err(refused(format!(
+                "the token is for host {}, this hub is {}",
+                scope.host(),
+                self.host_name
+            )));
+        }
+        let edge = self
+            .store
+            .get_identity(edge_device, None)
+            .await
+            .map_err(unavailable)?
+            .map(|stored| stored.record)
+            .ok_or_else(|| refused(format!("edge device {edge_device} is not registered")))?;
+        if !edge.iot_edge || edge.status != IdentityStatus::Enabled {
+            return Err(refused(format!(
+                "{edge_device} is not an enabled IoT Edge device"
+            )));
+        }
+        let in_scope = if identity.device == *edge_device {
+            true
+        } else {
+            let device_record = if identity.module.is_some() {
+                self.store
+                    .get_identity(&identity.device, None)
+                    .await
+                    .map_err(unavailable)?
+                    .map(|stored| stored.record)
+            } else {
+                Some(record.clone())
+            };
+            match (&edge.device_scope, device_record) {
+                (Some(edge_scope), Some(device)) => device.parent_scopes.contains(edge_scope),
+                _ => false,
+            }
+        };
+        if !in_scope {
+            return Err(refused(format!(
+                "{identity} is not in the scope of edge device {edge_device}"
+            )));
+        }
+        let edge_hub_module =
+            iothub_types::ModuleId::new(EDGE_HUB_MODULE).expect("$edgeHub is a valid module id");
+        let edge_hub = self
+            .store
+            .get_identity(edge_device, Some(&edge_hub_module))
+            .await
+            .map_err(unavailable)?
+            .map(|stored| stored.record)
+            .ok_or_else(|| refused(format!("{edge_device} has no $edgeHub module identity")))?;
+        let Authentication::Sas {
+            primary_key,
+            secondary_key,
+        } = &edge_hub.authentication
+        else {
+            return Err(refused(format!(
+                "the $edgeHub module of {edge_device} has no symmetric keys"
+            )));
+        };
+        verify_with_keys(token, [primary_key, secondary_key], self.now_unix_secs())
+            .map_err(refused)?;
+        Ok(if identity.module.is_some() {
+            AuthMethod::ModuleSas
+        } else {
+            AuthMethod::DeviceSas
         })
     }
 
@@ -381,6 +469,32 @@ impl Hub {
             AuthMethod::DeviceSas
         })
     }
+}
+
+/// The module id of the edge hub, whose key signs tokens on behalf of its children.
+const EDGE_HUB_MODULE: &str = "$edgeHub";
+
+/// The edge device whose `$edgeHub` signed `token`, when the token speaks for another identity
+/// than `$edgeHub` itself (an on-behalf-of connection from an edge hub).
+fn edge_hub_signer<'a>(
+    identity: &Identity,
+    token: &'a SasToken,
+) -> Option<&'a iothub_types::DeviceId> {
+    if token.key_name().is_some() {
+        return None;
+    }
+    let ResourceScope::Module {
+        device_id,
+        module_id,
+        ..
+    } = token.scope()
+    else {
+        return None;
+    };
+    let is_edge_hub = module_id.as_str() == EDGE_HUB_MODULE;
+    let speaks_for_itself =
+        identity.device == *device_id && identity.module.as_ref() == Some(module_id);
+    (is_edge_hub && !speaks_for_itself).then_some(device_id)
 }
 
 #[cfg(test)]
