@@ -54,7 +54,9 @@ pub use checkpoint::{CheckpointName, CheckpointStore};
 pub use error::{StoreError, StoreResult};
 pub use faults::{FaultInjector, FileOperation};
 pub use framing::Record;
-pub use log::{LogHandle, LogOptions, LogStats, LogTail, OverflowPolicy, StartPosition, now_ms};
+pub use log::{
+    LogHandle, LogOptions, LogStats, LogTail, OverflowPolicy, SegmentInfo, StartPosition, now_ms,
+};
 pub use queue::Queue;
 pub use segment::ReadLimits;
 pub use writer::{AppendRecord, ReclaimReport};

@@ -131,6 +131,19 @@ pub struct LogStats {
     pub group_commits: u64,
 }
 
+/// One segment file as the log currently sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Offset of the segment's first record.
+    pub base_offset: u64,
+    /// Offset after the segment's last durable record.
+    pub next_offset: u64,
+    /// Durable bytes of the segment file (header included).
+    pub bytes: u64,
+    /// False for the active segment (the one appends go to).
+    pub is_sealed: bool,
+}
+
 /// State shared by the writer thread and every handle.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -260,6 +273,33 @@ impl Shared {
         }
     }
 
+    fn segment_infos(&self) -> Vec<SegmentInfo> {
+        let state = self.lock();
+        let segment_count = state.segments.len();
+        state
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(segment_index, segment)| {
+                segment_info(segment, segment_index + 1 < segment_count)
+            })
+            .collect()
+    }
+
+    fn segment_containing(&self, offset: u64) -> Option<SegmentInfo> {
+        let state = self.lock();
+        let segment_count = state.segments.len();
+        // Segments are ordered by base offset: the candidate is the last one starting at or
+        // before `offset`.
+        let after = state
+            .segments
+            .partition_point(|segment| segment.base_offset <= offset);
+        let segment_index = after.checked_sub(1)?;
+        let segment = &state.segments[segment_index];
+        (offset < segment.next_offset)
+            .then(|| segment_info(segment, segment_index + 1 < segment_count))
+    }
+
     fn views_from(&self, from_offset: u64) -> Vec<SegmentView> {
         let state = self.lock();
         let segment_count = state.segments.len();
@@ -277,6 +317,15 @@ impl Shared {
                 path: segment.path.clone(),
             })
             .collect()
+    }
+}
+
+fn segment_info(segment: &Segment, is_sealed: bool) -> SegmentInfo {
+    SegmentInfo {
+        base_offset: segment.base_offset,
+        next_offset: segment.next_offset,
+        bytes: segment.durable_length,
+        is_sealed,
     }
 }
 
@@ -469,6 +518,17 @@ impl LogHandle {
     /// The log's current size.
     pub fn stats(&self) -> LogStats {
         self.shared.stats()
+    }
+
+    /// Every segment, oldest first (the last one is the active segment). Lets a layer above the
+    /// log keep per-segment summaries and decide retention itself.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        self.shared.segment_infos()
+    }
+
+    /// The segment holding the durable record at `offset`, if it is still stored.
+    pub fn segment_containing(&self, offset: u64) -> Option<SegmentInfo> {
+        self.shared.segment_containing(offset)
     }
 
     /// Deletes whole sealed segments whose newest record is older than the time-to-live

@@ -1,0 +1,658 @@
+//! The message store: one shared log holding every message once, durable per-queue ack cursors,
+//! bounded per-segment summaries, admission against the byte bound, and retention.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use store::framing::{SEGMENT_HEADER_LENGTH, frame_length};
+use store::{CheckpointName, CheckpointStore, LogHandle, LogOptions, ReadLimits, SegmentInfo};
+use tokio::sync::watch;
+
+use crate::header::{StoredTarget, encode_record, walk_header};
+use crate::reader::EndpointReader;
+use crate::types::{
+    EdgeStoreError, EndpointId, Overflow, Priority, ReclaimStats, StoreOptions, StoreStats, Target,
+};
+
+/// Name of the log's directory inside the store directory.
+const LOG_DIRECTORY_NAME: &str = "log";
+/// Name of the ack cursor file inside the store directory.
+const CURSOR_FILE_NAME: &str = "cursors.ckpt";
+/// Endpoint ids longer than this are shortened (plus a hash) in cursor names, which may be at
+/// most 255 bytes.
+const MAXIMUM_PLAIN_NAME_LENGTH: usize = 240;
+/// How much one internal read of the log returns.
+pub(crate) const SCAN_LIMITS: ReadLimits = ReadLimits {
+    max_records: 1024,
+    max_bytes: 1024 * 1024,
+};
+
+/// An endpoint's dense index (interned) and a priority: one logical queue.
+pub(crate) type QueueKey = (u32, Priority);
+
+/// The durable store-and-forward of the edge hub. Cloning shares the store.
+#[derive(Clone, Debug)]
+pub struct MessageStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) log: LogHandle,
+    cursor_store: CheckpointStore,
+    options: StoreOptions,
+    state: Mutex<State>,
+    /// Serialises the passes that delete segments (overflow drops and reclaim).
+    retention: tokio::sync::Mutex<()>,
+    /// Bumped after each durable put has been recorded in the summaries (and on close).
+    pub(crate) bookkept: watch::Sender<u64>,
+    /// Bumped whenever retention deletes segments.
+    freed: watch::Sender<u64>,
+    /// The value of `freed` when the last put was refused for lack of space.
+    refused_at: AtomicU64,
+    pub(crate) closed: AtomicBool,
+    messages_written: AtomicU64,
+    dropped_overflow: AtomicU64,
+    pub(crate) expired_skipped: AtomicU64,
+}
+
+/// In-memory bookkeeping; bounded by the number of endpoints and of segments, never by the
+/// number of stored messages.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    endpoint_indexes: HashMap<String, u32>,
+    /// Per segment (by base offset): which queues have records there, and the latest expiry.
+    summaries: BTreeMap<u64, SegmentSummary>,
+    /// Per queue: the sequence of its newest record.
+    last_written: HashMap<QueueKey, u64>,
+    /// Per queue: the first unacknowledged sequence (mirrors the durable cursor file).
+    cursors: HashMap<QueueKey, u64>,
+    /// Puts between admission and bookkeeping, by the committed offset when they started:
+    /// their records are at or after that offset and not in the summaries yet.
+    in_flight: BTreeMap<u64, usize>,
+    /// Bytes promised to puts in flight.
+    reserved_bytes: u64,
+    /// Per endpoint: the generation of its live reader.
+    reader_generations: HashMap<u32, u64>,
+}
+
+#[derive(Debug, Default)]
+struct SegmentSummary {
+    queues: HashMap<QueueKey, QueueRange>,
+    max_expiry_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct QueueRange {
+    count: u64,
+    first: u64,
+    last: u64,
+}
+
+impl State {
+    /// The index of `endpoint`, loading its cursors the first time it is seen.
+    fn intern(&mut self, endpoint: &str, cursor_store: &CheckpointStore) -> u32 {
+        if let Some(index) = self.endpoint_indexes.get(endpoint) {
+            return *index;
+        }
+        let index = self.endpoint_indexes.len() as u32;
+        self.endpoint_indexes.insert(endpoint.to_owned(), index);
+        for priority in Priority::all() {
+            let committed = cursor_store
+                .get(&cursor_name(endpoint, priority))
+                .unwrap_or(0);
+            self.cursors.insert((index, priority), committed);
+        }
+        index
+    }
+
+    pub(crate) fn cursor(&self, key: QueueKey) -> u64 {
+        self.cursors.get(&key).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn last_written(&self, key: QueueKey) -> Option<u64> {
+        self.last_written.get(&key).copied()
+    }
+
+    /// Offsets below this belong to puts already recorded in the summaries.
+    pub(crate) fn bookkept_frontier(&self) -> u64 {
+        self.in_flight.keys().next().copied().unwrap_or(u64::MAX)
+    }
+
+    /// True when the sealed, fully bookkept `segment` holds no record of `key` at or after
+    /// `position`, so a reader of `key` may jump over it.
+    pub(crate) fn can_skip(&self, segment: &SegmentInfo, key: QueueKey, position: u64) -> bool {
+        segment.is_sealed
+            && segment.next_offset <= self.bookkept_frontier()
+            && self
+                .summaries
+                .get(&segment.base_offset)
+                .and_then(|summary| summary.queues.get(&key))
+                .is_none_or(|range| range.last < position)
+    }
+
+    fn note_record(
+        &mut self,
+        sequence: u64,
+        segment_base: u64,
+        targets: impl IntoIterator<Item = (u32, Priority, u64)>,
+    ) {
+        let summary = self.summaries.entry(segment_base).or_default();
+        for (endpoint, priority, expiry_ms) in targets {
+            let key = (endpoint, priority);
+            summary.max_expiry_ms = summary.max_expiry_ms.max(expiry_ms);
+            summary
+                .queues
+                .entry(key)
+                .and_modify(|range| {
+                    range.count += 1;
+                    range.last = range.last.max(sequence);
+                })
+                .or_insert(QueueRange {
+                    count: 1,
+                    first: sequence,
+                    last: sequence,
+                });
+            let last = self.last_written.entry(key).or_insert(sequence);
+            *last = (*last).max(sequence);
+        }
+    }
+
+    fn finish_in_flight(&mut self, floor: u64) {
+        if let Some(count) = self.in_flight.get_mut(&floor) {
+            *count -= 1;
+            if *count == 0 {
+                self.in_flight.remove(&floor);
+            }
+        }
+    }
+}
+
+/// The durable cursor name of one queue: `p<priority>#<endpoint>`. Checkpoint names take any
+/// character but control characters (so `/` and `$` are fine) and at most 255 bytes, so a long
+/// endpoint id is cut at a character boundary and suffixed with a 64-bit FNV-1a hash of the
+/// whole id.
+pub(crate) fn cursor_name(endpoint: &str, priority: Priority) -> CheckpointName {
+    let name = if endpoint.len() <= MAXIMUM_PLAIN_NAME_LENGTH {
+        format!("p{}#{endpoint}", priority.get())
+    } else {
+        let mut cut = 200;
+        while !endpoint.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let hash = endpoint
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        format!("p{}#{}~{hash:016x}", priority.get(), &endpoint[..cut])
+    };
+    CheckpointName::new(name).expect("endpoint ids are valid checkpoint names once shortened")
+}
+
+impl MessageStore {
+    /// Opens (or creates) the store in `dir`, recovering from any crash: the log cuts off torn
+    /// writes, and the per-segment summaries are rebuilt by one scan of the stored records.
+    pub async fn open(
+        dir: impl Into<PathBuf>,
+        options: StoreOptions,
+    ) -> Result<MessageStore, EdgeStoreError> {
+        let directory = dir.into();
+        if options.segment_bytes < 1024 {
+            return Err(EdgeStoreError::InvalidOption {
+                option: "segment_bytes",
+                reason: "must be at least 1024",
+            });
+        }
+        if options.max_bytes < 2 * options.segment_bytes {
+            return Err(EdgeStoreError::InvalidOption {
+                option: "max_bytes",
+                reason: "must be at least twice segment_bytes",
+            });
+        }
+        let log = LogHandle::open(
+            directory.join(LOG_DIRECTORY_NAME),
+            LogOptions {
+                segment_max_bytes: options.segment_bytes,
+                max_total_bytes: None,
+                time_to_live: None,
+                max_record_bytes: (options.segment_bytes as usize)
+                    .min(LogOptions::default().max_record_bytes),
+                fault_injector: options.fault_injector.clone(),
+                ..LogOptions::default()
+            },
+        )
+        .await?;
+        let fault_injector = options.fault_injector.clone();
+        let rebuild_log = log.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let cursor_store = CheckpointStore::open_with_faults(
+                directory.join(CURSOR_FILE_NAME),
+                fault_injector,
+            )?;
+            let state = rebuild_state(&rebuild_log, &cursor_store)?;
+            Ok::<_, EdgeStoreError>((cursor_store, state))
+        })
+        .await
+        .map_err(|_| EdgeStoreError::Store(store::StoreError::Closed))
+        .and_then(|opened| opened);
+        let (cursor_store, state) = match opened {
+            Ok(opened) => opened,
+            Err(error) => {
+                let _ = log.close().await;
+                return Err(error);
+            }
+        };
+        Ok(MessageStore {
+            inner: Arc::new(Inner {
+                log,
+                cursor_store,
+                options,
+                state: Mutex::new(state),
+                retention: tokio::sync::Mutex::new(()),
+                bookkept: watch::channel(0).0,
+                freed: watch::channel(0).0,
+                refused_at: AtomicU64::new(0),
+                closed: AtomicBool::new(false),
+                messages_written: AtomicU64::new(0),
+                dropped_overflow: AtomicU64::new(0),
+                expired_skipped: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Writes the payload once and queues it on every target; resolves only after it is
+    /// durable, with its sequence. A target endpoint named twice keeps its highest priority and
+    /// longest time-to-live. The write completes even if the returned future is dropped.
+    pub async fn put(
+        &self,
+        payload: Bytes,
+        targets: Vec<Target>,
+        overflow: Overflow,
+        now_ms: u64,
+    ) -> Result<u64, EdgeStoreError> {
+        if targets.is_empty() {
+            return Err(EdgeStoreError::NoTargets);
+        }
+        let mut by_endpoint: BTreeMap<EndpointId, (Priority, u64)> = BTreeMap::new();
+        for target in targets {
+            let time_to_live = if target.time_to_live.is_zero() {
+                self.inner.options.default_time_to_live
+            } else {
+                target.time_to_live
+            };
+            let expiry_ms = now_ms.saturating_add(time_to_live.as_millis() as u64);
+            by_endpoint
+                .entry(target.endpoint)
+                .and_modify(|(priority, expiry)| {
+                    *priority = (*priority).min(target.priority);
+                    *expiry = (*expiry).max(expiry_ms);
+                })
+                .or_insert((target.priority, expiry_ms));
+        }
+        let targets: Vec<StoredTarget> = by_endpoint
+            .into_iter()
+            .map(|(endpoint, (priority, expiry_ms))| StoredTarget {
+                endpoint,
+                priority,
+                expiry_ms,
+            })
+            .collect();
+        let mut record = Vec::with_capacity(payload.len() + 64);
+        encode_record(&mut record, now_ms, &targets, &payload);
+        let inner = Arc::clone(&self.inner);
+        // A task of its own, so that a write that reached the log is always recorded in the
+        // summaries, even when the caller stops waiting.
+        tokio::spawn(async move {
+            inner
+                .put_record(Bytes::from(record), targets, overflow, now_ms)
+                .await
+        })
+        .await
+        .map_err(|_| EdgeStoreError::Store(store::StoreError::Closed))?
+    }
+
+    /// The reader of one endpoint (all its priorities), starting at its durable cursors. At most
+    /// one live reader per endpoint: creating another retires this one (its calls then fail
+    /// with [`EdgeStoreError::ReaderReplaced`]).
+    pub fn reader(&self, endpoint: &EndpointId) -> EndpointReader {
+        let mut state = self.inner.lock();
+        let index = state.intern(endpoint.as_str(), &self.inner.cursor_store);
+        let generation = state.reader_generations.entry(index).or_insert(0);
+        *generation += 1;
+        let generation = *generation;
+        let positions = Priority::all()
+            .map(|priority| state.cursor((index, priority)))
+            .collect();
+        drop(state);
+        EndpointReader::new(
+            Arc::clone(&self.inner),
+            endpoint.clone(),
+            index,
+            generation,
+            positions,
+        )
+    }
+
+    /// Resolves the next time retention frees space, or at once if space was freed since the
+    /// last put refused for lack of it (so a refused caller cannot miss the wake-up).
+    pub async fn space_freed(&self) {
+        let mut freed = self.inner.freed.subscribe();
+        let refused_at = self.inner.refused_at.load(Ordering::Acquire);
+        let _ = freed.wait_for(|generation| *generation > refused_at).await;
+    }
+
+    /// Deletes the oldest segments whose records are all acknowledged by their targets or
+    /// expired at `now_ms`. Only whole segments, only from the front, never the active one: no
+    /// data is rewritten. Cheap when there is nothing to delete.
+    pub async fn reclaim(&self, now_ms: u64) -> Result<ReclaimStats, EdgeStoreError> {
+        self.inner.reclaim(Some(now_ms)).await
+    }
+
+    /// The store's counters.
+    pub fn stats(&self) -> StoreStats {
+        let log = self.inner.log.stats();
+        StoreStats {
+            bytes_on_disk: log.total_bytes,
+            max_bytes: self.inner.options.max_bytes,
+            messages_written: self.inner.messages_written.load(Ordering::Relaxed),
+            dropped_overflow: self.inner.dropped_overflow.load(Ordering::Relaxed),
+            expired_skipped: self.inner.expired_skipped.load(Ordering::Relaxed),
+            first_sequence: log.first_offset,
+            next_sequence: log.next_offset,
+        }
+    }
+
+    /// Stops the log writer after the writes already queued and releases the directory;
+    /// waiting readers fail with a closed error.
+    pub async fn close(&self) -> Result<(), EdgeStoreError> {
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner
+            .bookkept
+            .send_modify(|generation| *generation += 1);
+        self.inner.log.close().await?;
+        Ok(())
+    }
+}
+
+impl Inner {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update of the state is a few plain assignments; a panic elsewhere while the
+        // lock was held leaves it consistent.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn reader_generation(&self, endpoint: u32) -> u64 {
+        self.lock()
+            .reader_generations
+            .get(&endpoint)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The index of an endpoint named in a record, if any reader or put has seen it.
+    pub(crate) fn endpoint_index(&self, state: &State, endpoint: &str) -> Option<u32> {
+        state.endpoint_indexes.get(endpoint).copied()
+    }
+
+    async fn put_record(
+        self: Arc<Self>,
+        record: Bytes,
+        targets: Vec<StoredTarget>,
+        overflow: Overflow,
+        now_ms: u64,
+    ) -> Result<u64, EdgeStoreError> {
+        let needed_bytes = frame_length(record.len()) as u64 + SEGMENT_HEADER_LENGTH as u64;
+        self.admit(needed_bytes, overflow).await?;
+        let floor = {
+            let mut state = self.lock();
+            let floor = self.log.stats().next_offset;
+            *state.in_flight.entry(floor).or_insert(0) += 1;
+            floor
+        };
+        let result = self.log.append_at(record, now_ms).await;
+        {
+            let mut state = self.lock();
+            if let Ok(sequence) = result {
+                match self.log.segment_containing(sequence) {
+                    Some(segment) => {
+                        let targets: Vec<_> = targets
+                            .iter()
+                            .map(|target| {
+                                let index =
+                                    state.intern(target.endpoint.as_str(), &self.cursor_store);
+                                (index, target.priority, target.expiry_ms)
+                            })
+                            .collect();
+                        state.note_record(sequence, segment.base_offset, targets);
+                    }
+                    None => tracing::error!(sequence, "a durable record has no segment"),
+                }
+            }
+            state.finish_in_flight(floor);
+            state.reserved_bytes -= needed_bytes;
+        }
+        let sequence = result?;
+        self.messages_written.fetch_add(1, Ordering::Relaxed);
+        self.bookkept.send_modify(|generation| *generation += 1);
+        Ok(sequence)
+    }
+
+    /// Reserves `needed_bytes` under the byte bound, dropping oldest segments first when the
+    /// put allows it.
+    async fn admit(&self, needed_bytes: u64, overflow: Overflow) -> Result<(), EdgeStoreError> {
+        loop {
+            let used_bytes = {
+                let mut state = self.lock();
+                let used_bytes = self.log.stats().total_bytes + state.reserved_bytes;
+                if used_bytes + needed_bytes <= self.options.max_bytes {
+                    state.reserved_bytes += needed_bytes;
+                    return Ok(());
+                }
+                used_bytes
+            };
+            let full = EdgeStoreError::Full {
+                used_bytes,
+                max_bytes: self.options.max_bytes,
+                requested_bytes: needed_bytes,
+            };
+            if overflow == Overflow::RefuseNew || !self.drop_oldest_segment().await? {
+                self.refused_at
+                    .store(*self.freed.borrow(), Ordering::Release);
+                return Err(full);
+            }
+        }
+    }
+
+    /// Deletes the oldest sealed segment, counting its unacknowledged queue entries as lost.
+    /// Returns false when there is no segment that may be dropped.
+    async fn drop_oldest_segment(&self) -> Result<bool, EdgeStoreError> {
+        let _retention = self.retention.lock().await;
+        let segments = self.log.segments();
+        let Some(front) = segments.first().copied() else {
+            return Ok(false);
+        };
+        if !front.is_sealed || front.next_offset > self.lock().bookkept_frontier() {
+            return Ok(false);
+        }
+        let lost = self.count_unacknowledged(&front).await?;
+        self.log.set_retention_floor(front.next_offset).await?;
+        if self.log.stats().first_offset >= front.next_offset {
+            self.dropped_overflow.fetch_add(lost, Ordering::Relaxed);
+            tracing::warn!(
+                lost,
+                base_offset = front.base_offset,
+                "store full: dropped the oldest segment"
+            );
+        }
+        self.after_deletion();
+        Ok(true)
+    }
+
+    /// Queue entries in `segment` not acknowledged yet.
+    async fn count_unacknowledged(&self, segment: &SegmentInfo) -> Result<u64, EdgeStoreError> {
+        let mut needs_scan = false;
+        let mut count = 0;
+        {
+            let state = self.lock();
+            if let Some(summary) = state.summaries.get(&segment.base_offset) {
+                for (key, range) in &summary.queues {
+                    let cursor = state.cursor(*key);
+                    if cursor <= range.first {
+                        count += range.count;
+                    } else if cursor <= range.last {
+                        needs_scan = true;
+                    }
+                }
+            }
+        }
+        if !needs_scan {
+            return Ok(count);
+        }
+        // A queue's cursor is inside this segment: count its entries one by one.
+        let mut count = 0;
+        let mut position = segment.base_offset;
+        while position < segment.next_offset {
+            let records = self.log.read_from(position, SCAN_LIMITS).await?;
+            let Some(last) = records.last() else { break };
+            position = last.offset + 1;
+            let state = self.lock();
+            for record in records
+                .iter()
+                .filter(|record| record.offset < segment.next_offset)
+            {
+                let _ = walk_header(&record.payload, |target| {
+                    if let Some(index) = self.endpoint_index(&state, target.endpoint)
+                        && record.offset >= state.cursor((index, target.priority))
+                    {
+                        count += 1;
+                    }
+                });
+            }
+        }
+        Ok(count)
+    }
+
+    /// Deletes the front segments every target is done with (acknowledged, or expired at
+    /// `now_ms` when given).
+    pub(crate) async fn reclaim(
+        &self,
+        now_ms: Option<u64>,
+    ) -> Result<ReclaimStats, EdgeStoreError> {
+        let _retention = self.retention.lock().await;
+        let floor = {
+            let state = self.lock();
+            let frontier = state.bookkept_frontier();
+            let mut floor = None;
+            for segment in self.log.segments() {
+                if !segment.is_sealed || segment.next_offset > frontier {
+                    break;
+                }
+                let done = state
+                    .summaries
+                    .get(&segment.base_offset)
+                    .is_none_or(|summary| {
+                        now_ms.is_some_and(|now_ms| summary.max_expiry_ms <= now_ms)
+                            || summary
+                                .queues
+                                .iter()
+                                .all(|(key, range)| state.cursor(*key) > range.last)
+                    });
+                if !done {
+                    break;
+                }
+                floor = Some(segment.next_offset);
+            }
+            floor
+        };
+        let Some(floor) = floor else {
+            return Ok(ReclaimStats::default());
+        };
+        let report = self.log.set_retention_floor(floor).await;
+        self.after_deletion();
+        let report = report?;
+        Ok(ReclaimStats {
+            deleted_segments: report.deleted_segments,
+            reclaimed_bytes: report.reclaimed_bytes,
+        })
+    }
+
+    /// Forgets the summaries of deleted segments and wakes refused writers.
+    fn after_deletion(&self) {
+        let first_offset = self.log.stats().first_offset;
+        let mut state = self.lock();
+        let before = state.summaries.len();
+        let kept = state.summaries.split_off(&first_offset);
+        state.summaries = kept;
+        if state.summaries.len() < before {
+            drop(state);
+            self.freed.send_modify(|generation| *generation += 1);
+        }
+    }
+
+    /// Durably moves the cursor of `key` to `first_unacknowledged` (never backwards), then
+    /// deletes segments that became fully acknowledged.
+    pub(crate) async fn acknowledge(
+        &self,
+        endpoint: &EndpointId,
+        key: QueueKey,
+        first_unacknowledged: u64,
+    ) -> Result<(), EdgeStoreError> {
+        if first_unacknowledged <= self.lock().cursor(key) {
+            return Ok(());
+        }
+        self.cursor_store
+            .commit(cursor_name(endpoint.as_str(), key.1), first_unacknowledged)
+            .await?;
+        {
+            let mut state = self.lock();
+            let cursor = state.cursors.entry(key).or_insert(0);
+            *cursor = (*cursor).max(first_unacknowledged);
+        }
+        if let Err(error) = self.reclaim(None).await {
+            // The acknowledgement itself is durable; retention is retried on the next pass.
+            tracing::warn!(%error, "reclaiming acknowledged segments failed");
+        }
+        Ok(())
+    }
+}
+
+/// Scans every stored record once to rebuild the per-segment summaries.
+fn rebuild_state(log: &LogHandle, cursor_store: &CheckpointStore) -> Result<State, EdgeStoreError> {
+    let mut state = State::default();
+    let segments = log.segments();
+    let mut position = log.stats().first_offset;
+    loop {
+        let records = log.read_from_blocking(position, SCAN_LIMITS)?;
+        let Some(last) = records.last() else { break };
+        position = last.offset + 1;
+        for record in &records {
+            let segment_index =
+                segments.partition_point(|segment| segment.base_offset <= record.offset);
+            let Some(segment) = segment_index.checked_sub(1).map(|index| segments[index]) else {
+                continue;
+            };
+            let mut targets = Vec::new();
+            let walked = walk_header(&record.payload, |target| {
+                targets.push((target.endpoint, target.priority, target.expiry_ms));
+            });
+            if let Err(error) = walked {
+                tracing::error!(%error, sequence = record.offset, "skipping a record with a malformed header");
+                continue;
+            }
+            let interned: Vec<_> = targets
+                .iter()
+                .map(|(endpoint, priority, expiry_ms)| {
+                    (state.intern(endpoint, cursor_store), *priority, *expiry_ms)
+                })
+                .collect();
+            state.note_record(record.offset, segment.base_offset, interned);
+        }
+    }
+    Ok(state)
+}

@@ -1,0 +1,206 @@
+//! The reader of one endpoint: scans the shared log forward from its positions, keeps the
+//! records addressed to it, and acknowledges through the durable cursors.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::watch;
+
+use crate::header::walk_header;
+use crate::message_store::{Inner, SCAN_LIMITS};
+use crate::types::{Batch, EdgeStoreError, EndpointId, Priority, StoredMessage};
+
+/// Delivers one endpoint's messages, highest priority first, in order within a priority.
+///
+/// The reader keeps no index of pending messages: per priority it keeps the position after the
+/// last message it returned, scans the log forward from there and jumps over sealed segments
+/// whose summary shows no record for it.
+#[derive(Debug)]
+pub struct EndpointReader {
+    inner: Arc<Inner>,
+    endpoint: EndpointId,
+    index: u32,
+    generation: u64,
+    /// Per priority (by value): where the next scan starts.
+    positions: Vec<u64>,
+    bookkept: watch::Receiver<u64>,
+}
+
+impl EndpointReader {
+    pub(crate) fn new(
+        inner: Arc<Inner>,
+        endpoint: EndpointId,
+        index: u32,
+        generation: u64,
+        positions: Vec<u64>,
+    ) -> EndpointReader {
+        let bookkept = inner.bookkept.subscribe();
+        EndpointReader {
+            inner,
+            endpoint,
+            index,
+            generation,
+            positions,
+            bookkept,
+        }
+    }
+
+    /// The endpoint this reader serves.
+    pub fn endpoint(&self) -> &EndpointId {
+        &self.endpoint
+    }
+
+    /// Waits until at least one unexpired message is pending for this endpoint, then returns up
+    /// to `max_messages` (and about `max_bytes`; at least one) of the highest priority that has
+    /// pending messages, in order, continuing after the last batch returned (several batches
+    /// may be in flight). Never mixes priorities. Wakes as soon as a put for this endpoint is
+    /// durable. Cancel-safe: a cancelled call returns nothing and skips nothing.
+    pub async fn next_batch(
+        &mut self,
+        max_messages: usize,
+        max_bytes: usize,
+        now_ms: u64,
+    ) -> Result<Batch, EdgeStoreError> {
+        let max_messages = max_messages.max(1);
+        loop {
+            self.check_live()?;
+            self.bookkept.borrow_and_update();
+            for priority in Priority::all() {
+                let key = (self.index, priority);
+                let slot = usize::from(priority.get());
+                let last_written = {
+                    let state = self.inner.lock();
+                    self.positions[slot] = self.positions[slot].max(state.cursor(key));
+                    state.last_written(key)
+                };
+                if last_written.is_none_or(|last| last < self.positions[slot]) {
+                    continue;
+                }
+                let messages = self.scan(priority, max_messages, max_bytes, now_ms).await?;
+                if !messages.is_empty() {
+                    return Ok(Batch { priority, messages });
+                }
+            }
+            // Nothing pending: sleep until the next put is recorded (or the store closes).
+            if self.bookkept.changed().await.is_err() {
+                return Err(store::StoreError::Closed.into());
+            }
+        }
+    }
+
+    /// Durably acknowledges a batch: its messages (and anything before them at its priority)
+    /// are never delivered again, and segments every target is done with are deleted. Batches
+    /// of one priority must be acknowledged in the order they were returned.
+    pub async fn ack(&mut self, batch: &Batch) -> Result<(), EdgeStoreError> {
+        self.check_live()?;
+        let Some(last) = batch.messages.last() else {
+            return Ok(());
+        };
+        let first_unacknowledged = last.sequence + 1;
+        self.inner
+            .acknowledge(
+                &self.endpoint,
+                (self.index, batch.priority),
+                first_unacknowledged,
+            )
+            .await?;
+        let slot = usize::from(batch.priority.get());
+        self.positions[slot] = self.positions[slot].max(first_unacknowledged);
+        Ok(())
+    }
+
+    /// Forgets what was returned but not acknowledged (after a failed delivery): the next batch
+    /// starts again at the first unacknowledged message.
+    pub fn rewind(&mut self) {
+        let state = self.inner.lock();
+        for priority in Priority::all() {
+            self.positions[usize::from(priority.get())] = state.cursor((self.index, priority));
+        }
+    }
+
+    fn check_live(&self) -> Result<(), EdgeStoreError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(store::StoreError::Closed.into());
+        }
+        if self.inner.reader_generation(self.index) != self.generation {
+            return Err(EdgeStoreError::ReaderReplaced(self.endpoint.clone()));
+        }
+        Ok(())
+    }
+
+    /// Reads this endpoint's messages of `priority` from its position up to what is durable
+    /// now; moves the position only when it returns (so cancelling loses nothing).
+    async fn scan(
+        &mut self,
+        priority: Priority,
+        max_messages: usize,
+        max_bytes: usize,
+        now_ms: u64,
+    ) -> Result<Vec<StoredMessage>, EdgeStoreError> {
+        let key = (self.index, priority);
+        let slot = usize::from(priority.get());
+        let mut position = self.positions[slot];
+        let mut messages = Vec::new();
+        let mut payload_bytes = 0usize;
+        let mut expired = 0u64;
+        let segments = self.inner.log.segments();
+        'scan: loop {
+            {
+                let state = self.inner.lock();
+                loop {
+                    let after = segments.partition_point(|segment| segment.base_offset <= position);
+                    let Some(segment) = after.checked_sub(1).map(|index| &segments[index]) else {
+                        break;
+                    };
+                    if position < segment.next_offset && state.can_skip(segment, key, position) {
+                        position = segment.next_offset;
+                    } else {
+                        break;
+                    }
+                }
+            }
+            let records = self.inner.log.read_from(position, SCAN_LIMITS).await?;
+            if records.is_empty() {
+                break;
+            }
+            for record in records {
+                position = record.offset + 1;
+                let mut mine = None;
+                let walked = walk_header(&record.payload, |target| {
+                    if target.endpoint == self.endpoint.as_str() {
+                        mine = Some(target);
+                    }
+                });
+                let (enqueued_ms, payload_start) = match walked {
+                    Ok(walked) => walked,
+                    Err(error) => {
+                        tracing::error!(%error, sequence = record.offset, "skipping a record with a malformed header");
+                        continue;
+                    }
+                };
+                let Some(target) = mine.filter(|target| target.priority == priority) else {
+                    continue;
+                };
+                if now_ms >= target.expiry_ms {
+                    expired += 1;
+                    continue;
+                }
+                payload_bytes += record.payload.len() - payload_start;
+                messages.push(StoredMessage {
+                    sequence: record.offset,
+                    priority,
+                    enqueued_ms,
+                    payload: record.payload.slice(payload_start..),
+                });
+                if messages.len() >= max_messages || payload_bytes >= max_bytes {
+                    break 'scan;
+                }
+            }
+        }
+        self.positions[slot] = position;
+        self.inner
+            .expired_skipped
+            .fetch_add(expired, Ordering::Relaxed);
+        Ok(messages)
+    }
+}
