@@ -2,25 +2,21 @@
 //! identities in the hub (`/devices/{id}/modules[/{m}]`), so the runtime never needs a shared
 //! access policy.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
-use iothub_auth::{HostName, ResourceScope, SasToken, SasTokenStyle, SymmetricKey};
+use edge_scope::ScopeError;
+use edge_scope::https::HubEndpoint;
+use hyper::{Method, StatusCode};
+use iothub_auth::{HostName, SymmetricKey};
 use iothub_types::{DeviceId, ModuleId};
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::CertificateDer;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 
 use crate::identities::{EDGE_MANAGED_BY, ModuleIdentityRecord};
 
 /// The api-version sent, as the service SDK does.
 const API_VERSION: &str = "2021-04-12";
-/// How long a token signed for one call stays valid.
-const TOKEN_LIFETIME: Duration = Duration::from_secs(600);
 /// How long connecting, the TLS handshake and the answer may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -57,8 +53,7 @@ pub struct DeviceRegistryClient {
     host: HostName,
     device_id: DeviceId,
     key: SymmetricKey,
-    address: String,
-    tls: tokio_rustls::TlsConnector,
+    endpoint: HubEndpoint,
 }
 
 /// An answer with its body read.
@@ -75,26 +70,15 @@ impl DeviceRegistryClient {
         key: SymmetricKey,
         trusted_roots: &[CertificateDer<'static>],
     ) -> Result<DeviceRegistryClient, RegistryError> {
-        let config = tls::client_config(trusted_roots)
-            .map_err(|error| RegistryError::Tls(error.to_string()))?;
-        let address = format!("{}:{https_port}", host.as_str());
+        let endpoint = HubEndpoint::new(host.clone(), host.as_str(), https_port, trusted_roots)
+            .map_err(|error| RegistryError::Tls(error.to_string()))?
+            .with_timeout(CALL_TIMEOUT);
         Ok(DeviceRegistryClient {
             host,
             device_id,
             key,
-            address,
-            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            endpoint,
         })
-    }
-
-    fn token(&self) -> String {
-        let expiry = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .saturating_add(TOKEN_LIFETIME)
-            .as_secs();
-        let scope = ResourceScope::device(self.host.clone(), self.device_id.clone());
-        SasToken::sign(SasTokenStyle::DeviceSdk, &scope, &self.key, None, expiry).to_string()
     }
 
     fn modules_path(&self) -> String {
@@ -213,80 +197,37 @@ impl DeviceRegistryClient {
         body: Option<Value>,
         what: &str,
     ) -> Result<Answer, RegistryError> {
-        tokio::time::timeout(CALL_TIMEOUT, self.call_once(method, path, body, what))
+        let token = edge_scope::https::device_token(&self.host, &self.device_id, &self.key);
+        let answer = self
+            .endpoint
+            .call(
+                method,
+                &format!("{path}?api-version={API_VERSION}"),
+                &token,
+                body.map(|json| json.to_string().into_bytes()),
+            )
             .await
-            .map_err(|_| RegistryError::Unreachable {
-                address: self.address.clone(),
-                message: format!("no answer within {} s", CALL_TIMEOUT.as_secs()),
-            })?
-    }
-
-    async fn call_once(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        what: &str,
-    ) -> Result<Answer, RegistryError> {
-        let unreachable = |message: String| RegistryError::Unreachable {
-            address: self.address.clone(),
-            message,
-        };
-        let tcp = TcpStream::connect(&self.address)
-            .await
-            .map_err(|error| unreachable(error.to_string()))?;
-        let server_name = ServerName::try_from(self.host.as_str().to_owned())
-            .map_err(|error| RegistryError::Tls(format!("bad server name: {error}")))?;
-        let stream = self
-            .tls
-            .connect(server_name, tcp)
-            .await
-            .map_err(|error| unreachable(format!("TLS handshake failed: {error}")))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|error| unreachable(error.to_string()))?;
-        tokio::spawn(connection);
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("{path}?api-version={API_VERSION}"))
-            .header("host", self.host.as_str())
-            .header("authorization", self.token())
-            .header("accept", "application/json");
-        let bytes = match body {
-            Some(json) => {
-                request = request.header("content-type", "application/json; charset=utf-8");
-                Bytes::from(json.to_string())
-            }
-            None => Bytes::new(),
-        };
-        let request = request
-            .body(Full::new(bytes))
-            .map_err(|error| unreachable(error.to_string()))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|error| unreachable(error.to_string()))?;
-        let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|error| unreachable(error.to_string()))?
-            .to_bytes();
-        if !parts.status.is_success() {
-            let text = String::from_utf8_lossy(&body);
-            let message = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|value| value.get("Message")?.as_str().map(str::to_owned))
-                .unwrap_or_else(|| text.into_owned());
+            .map_err(|error| match error {
+                ScopeError::Unreachable { address, message } => {
+                    RegistryError::Unreachable { address, message }
+                }
+                ScopeError::Tls(message) => RegistryError::Tls(message),
+                other => RegistryError::InvalidAnswer {
+                    what: what.to_owned(),
+                    message: other.to_string(),
+                },
+            })?;
+        if !answer.is_success() {
             return Err(RegistryError::Refused {
                 what: what.to_owned(),
-                status: parts.status,
-                message,
+                status: StatusCode::from_u16(answer.status)
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                message: answer.error_message(),
             });
         }
         Ok(Answer {
-            headers: parts.headers,
-            body,
+            headers: answer.headers,
+            body: answer.body,
         })
     }
 }
@@ -295,7 +236,7 @@ impl std::fmt::Debug for DeviceRegistryClient {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("DeviceRegistryClient")
-            .field("address", &self.address)
+            .field("address", &self.endpoint.address())
             .field("device_id", &self.device_id)
             .finish_non_exhaustive()
     }

@@ -224,3 +224,67 @@ async fn a_refusal_and_an_unreachable_hub_are_told_apart() {
         .expect_err("nobody answers");
     assert!(unreachable.is_unreachable(), "{unreachable}");
 }
+
+#[tokio::test]
+async fn the_endpoint_sends_bodies_and_returns_every_status() {
+    use edge_scope::https::{HubEndpoint, device_token};
+    use hyper::Method;
+    let running = start_hub().await;
+    let edge1 = create(
+        &running.hub,
+        "edge1",
+        IdentitySpec {
+            iot_edge: Some(true),
+            ..IdentitySpec::default()
+        },
+    )
+    .await;
+    let host = HostName::new(HOST).expect("host");
+    let endpoint = HubEndpoint::new(
+        host.clone(),
+        "127.0.0.1",
+        running.port,
+        &[running.root.clone()],
+    )
+    .expect("endpoint");
+    let token = device_token(
+        &host,
+        &DeviceId::new("edge1").expect("id"),
+        &primary_key(&edge1),
+    );
+    let body = br#"{"moduleId": "sensor", "authentication": {"type": "sas"}}"#.to_vec();
+    let created = endpoint
+        .call(
+            Method::PUT,
+            "/devices/edge1/modules/sensor?api-version=2021-04-12",
+            &token,
+            Some(body),
+        )
+        .await
+        .expect("answer");
+    assert!(
+        created.is_success(),
+        "{} {}",
+        created.status,
+        created.error_message()
+    );
+    let module: serde_json::Value = serde_json::from_slice(&created.body).expect("JSON");
+    assert_eq!(module["moduleId"], "sensor");
+    assert!(module["authentication"]["symmetricKey"]["primaryKey"].is_string());
+
+    let refused = endpoint
+        .call(
+            Method::GET,
+            "/devices/edge2/modules?api-version=2021-04-12",
+            &token,
+            None,
+        )
+        .await
+        .expect("answer");
+    assert_eq!(refused.status, 403);
+    assert!(
+        refused.error_message().starts_with("ErrorCode:Forbidden"),
+        "{}",
+        refused.error_message()
+    );
+}
