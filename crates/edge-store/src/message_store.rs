@@ -148,7 +148,9 @@ impl State {
                 .queues
                 .entry(key)
                 .and_modify(|range| {
+                    // Concurrent puts are recorded in any order.
                     range.count += 1;
+                    range.first = range.first.min(sequence);
                     range.last = range.last.max(sequence);
                 })
                 .or_insert(QueueRange {
@@ -367,12 +369,15 @@ impl MessageStore {
     }
 
     /// Stops the log writer after the writes already queued and releases the directory;
-    /// waiting readers fail with a closed error.
+    /// waiting readers fail with a closed error and `space_freed` waiters return (their retry
+    /// then fails the same way).
     pub async fn close(&self) -> Result<(), EdgeStoreError> {
         self.inner.closed.store(true, Ordering::Release);
         self.inner
             .bookkept
             .send_modify(|generation| *generation += 1);
+        // Writers waiting for space retry and learn that the store is closed.
+        self.inner.freed.send_modify(|generation| *generation += 1);
         self.inner.log.close().await?;
         Ok(())
     }
@@ -447,6 +452,9 @@ impl Inner {
     /// put allows it.
     async fn admit(&self, needed_bytes: u64, overflow: Overflow) -> Result<(), EdgeStoreError> {
         loop {
+            // Read before looking at the space: a deletion after this point wakes
+            // `space_freed` callers even if it races with the refusal below.
+            let freed_generation = *self.freed.borrow();
             let used_bytes = {
                 let mut state = self.lock();
                 let used_bytes = self.log.stats().total_bytes + state.reserved_bytes;
@@ -463,7 +471,7 @@ impl Inner {
             };
             if overflow == Overflow::RefuseNew || !self.drop_oldest_segment().await? {
                 self.refused_at
-                    .store(*self.freed.borrow(), Ordering::Release);
+                    .fetch_max(freed_generation, Ordering::AcqRel);
                 return Err(full);
             }
         }

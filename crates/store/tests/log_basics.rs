@@ -250,3 +250,38 @@ async fn sealed_segment_indexes_speed_up_reopen_and_are_ignored_when_wrong() {
     reopened.close().await.unwrap();
     assert!(!directory.path().join("00000000000099999999.idx").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_describe_the_layout_for_layers_above() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = LogHandle::open(directory.path(), small_segments())
+        .await
+        .unwrap();
+    for index in 0..20 {
+        log.append_at(payload(index), 0).await.unwrap();
+    }
+    let segments = log.segments();
+    assert!(segments.len() > 2, "{segments:?}");
+    let (active, sealed) = segments.split_last().unwrap();
+    assert!(!active.is_sealed && sealed.iter().all(|segment| segment.is_sealed));
+    assert_eq!(segments[0].base_offset, 0);
+    assert_eq!(active.next_offset, 20);
+    for pair in segments.windows(2) {
+        assert_eq!(pair[0].next_offset, pair[1].base_offset);
+    }
+    assert_eq!(
+        segments.iter().map(|segment| segment.bytes).sum::<u64>(),
+        log.stats().total_bytes
+    );
+    for offset in 0..20 {
+        let segment = log.segment_containing(offset).unwrap();
+        assert!(segment.base_offset <= offset && offset < segment.next_offset);
+    }
+    assert_eq!(log.segment_containing(20), None);
+    log.set_retention_floor(segments[1].next_offset)
+        .await
+        .unwrap();
+    assert_eq!(log.segment_containing(0), None);
+    assert_eq!(log.segments()[0].base_offset, segments[2].base_offset);
+    log.close().await.unwrap();
+}
