@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use edge_scope::{ScopeAuth, ScopeCache, ScopeIdentity};
 use expect_test::{Expect, expect};
+use iothub_types::Identity;
 use support::{identity, key};
 
 fn entry(text: &str, auth: ScopeAuth) -> ScopeIdentity {
@@ -228,4 +229,81 @@ fn an_unwritable_directory_is_an_error_but_memory_follows() {
         6,
         "authentication follows the hub even when the file is stale"
     );
+}
+
+/// One step against the cache and the model.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A full sync with these identities (index into a small name pool, key byte).
+    Replace(Vec<(usize, u8)>),
+    /// One identity known ahead of a sync.
+    Upsert(usize, u8),
+    /// Close and open the cache file again.
+    Reopen,
+}
+
+const NAMES: [&str; 5] = ["a", "b", "edge1/$edgeHub", "edge1/m", "c"];
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        proptest::collection::vec((0..NAMES.len(), 1..4u8), 0..5).prop_map(Step::Replace),
+        (0..NAMES.len(), 1..4u8).prop_map(|(name, byte)| Step::Upsert(name, byte)),
+        Just(Step::Reopen),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// The cache (memory and file) always equals a plain map that replace_all overwrites and
+    /// upsert inserts into, and replace_all's diff is the difference of the map's keys.
+    #[test]
+    fn the_cache_behaves_like_a_map(steps in proptest::collection::vec(step(), 1..12)) {
+        use std::collections::BTreeMap;
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let path = directory.path().join("scope.bin");
+        let mut cache = ScopeCache::open(&path, &key(9)).expect("open");
+        let mut model: BTreeMap<Identity, u8> = BTreeMap::new();
+        for step in steps {
+            match step {
+                Step::Replace(entries) => {
+                    let mut next = BTreeMap::new();
+                    for (name, byte) in entries {
+                        next.insert(identity(NAMES[name]), byte);
+                    }
+                    let diff = cache
+                        .replace_all(next.iter().map(|(id, byte)| entry(&id.to_string(), sas(*byte))).collect())
+                        .expect("replace");
+                    let added: Vec<Identity> = next.keys().filter(|id| !model.contains_key(*id)).cloned().collect();
+                    let removed: Vec<Identity> = model.keys().filter(|id| !next.contains_key(*id)).cloned().collect();
+                    let changed: Vec<Identity> = next
+                        .iter()
+                        .filter(|(id, byte)| model.get(*id).is_some_and(|old| old != *byte))
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    proptest::prop_assert_eq!(diff.added, added);
+                    proptest::prop_assert_eq!(diff.removed, removed);
+                    proptest::prop_assert_eq!(diff.changed, changed);
+                    model = next;
+                }
+                Step::Upsert(name, byte) => {
+                    cache.upsert(entry(NAMES[name], sas(byte))).expect("upsert");
+                    model.insert(identity(NAMES[name]), byte);
+                }
+                Step::Reopen => cache = ScopeCache::open(&path, &key(9)).expect("reopen"),
+            }
+            let actual: BTreeMap<Identity, u8> = cache
+                .identities()
+                .into_iter()
+                .map(|id| {
+                    let ScopeAuth::Sas { primary, .. } = cache.get(&id).expect("cached").auth else {
+                        panic!("only SAS identities here");
+                    };
+                    (id, primary.as_bytes()[0])
+                })
+                .collect();
+            proptest::prop_assert_eq!(&actual, &model);
+        }
+    }
 }

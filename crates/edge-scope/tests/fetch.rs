@@ -244,7 +244,7 @@ async fn the_endpoint_sends_bodies_and_returns_every_status() {
         host.clone(),
         "127.0.0.1",
         running.port,
-        &[running.root.clone()],
+        std::slice::from_ref(&running.root),
     )
     .expect("endpoint");
     let token = device_token(
