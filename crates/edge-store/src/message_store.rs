@@ -368,6 +368,23 @@ impl MessageStore {
         }
     }
 
+    /// About how many queue entries of `endpoint` (all priorities) are not acknowledged yet,
+    /// expired ones included: exact except that a segment holding the ack cursor counts whole.
+    /// Costs one pass over the segment summaries.
+    pub fn pending_estimate(&self, endpoint: &EndpointId) -> u64 {
+        let state = self.inner.lock();
+        let Some(index) = state.endpoint_indexes.get(endpoint.as_str()).copied() else {
+            return 0;
+        };
+        state
+            .summaries
+            .values()
+            .flat_map(|summary| summary.queues.iter())
+            .filter(|(key, range)| key.0 == index && range.last >= state.cursor(**key))
+            .map(|(_, range)| range.count)
+            .sum()
+    }
+
     /// Stops the log writer after the writes already queued and releases the directory;
     /// waiting readers fail with a closed error and `space_freed` waiters return (their retry
     /// then fails the same way).
@@ -663,4 +680,42 @@ fn rebuild_state(log: &LogHandle, cursor_store: &CheckpointStore) -> Result<Stat
         }
     }
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_take_records_in_any_order() {
+        let mut state = State::default();
+        let priority = Priority::DEFAULT;
+        state.note_record(7, 0, [(0, priority, 100)]);
+        state.note_record(3, 0, [(0, priority, 50)]);
+        state.note_record(5, 0, [(0, priority, 70)]);
+        let summary = &state.summaries[&0];
+        let range = summary.queues[&(0, priority)];
+        assert_eq!((range.count, range.first, range.last), (3, 3, 7));
+        assert_eq!(summary.max_expiry_ms, 100);
+        assert_eq!(state.last_written((0, priority)), Some(7));
+    }
+
+    #[test]
+    fn cursor_names_fit_and_stay_distinct() {
+        let priority = Priority::new(3).unwrap();
+        assert_eq!(
+            cursor_name("edge-1/filter/input1", priority).as_str(),
+            "p3#edge-1/filter/input1"
+        );
+        assert_eq!(
+            cursor_name("$upstream", Priority::DEFAULT).as_str(),
+            "p10#$upstream"
+        );
+        let long_one = format!("{}/one", "é".repeat(126));
+        let long_two = format!("{}/two", "é".repeat(126));
+        let one = cursor_name(&long_one, priority);
+        let two = cursor_name(&long_two, priority);
+        assert!(one.as_str().len() <= 255 && two.as_str().len() <= 255);
+        assert_ne!(one, two);
+    }
 }

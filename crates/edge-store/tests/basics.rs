@@ -313,3 +313,86 @@ async fn next_batch_wakes_on_put_without_polling() {
     assert_eq!(woke_at, put_at, "woken without any timer");
     store.close().await.unwrap();
 }
+
+/// Concurrent puts are recorded in any order; the loss count must still be exact when an ack
+/// cursor sits inside a dropped segment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_drop_oldest_accounts_for_every_message() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(directory.path(), small_options())
+        .await
+        .unwrap();
+    let payload = Bytes::from(vec![b'x'; 100]);
+    // The first segment is written concurrently too, then acknowledged into its middle.
+    let first_puts: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            let payload = payload.clone();
+            tokio::spawn(async move {
+                let targets = vec![target("$upstream", 10, 0)];
+                store
+                    .put(payload, targets, Overflow::DropOldest, 0)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for put in first_puts {
+        put.await.unwrap();
+    }
+    let mut reader = store.reader(&EndpointId::upstream());
+    let acked = reader.next_batch(5, usize::MAX, 0).await.unwrap();
+    reader.ack(&acked).await.unwrap();
+    assert_eq!(store.pending_estimate(&EndpointId::upstream()), 8);
+
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let store = store.clone();
+            let payload = payload.clone();
+            tokio::spawn(async move {
+                let mut stored = 0u64;
+                for _ in 0..10 {
+                    match store
+                        .put(
+                            payload.clone(),
+                            vec![target("$upstream", 10, 0)],
+                            Overflow::DropOldest,
+                            0,
+                        )
+                        .await
+                    {
+                        Ok(_) => stored += 1,
+                        Err(error) => assert!(error.is_full(), "{error}"),
+                    }
+                }
+                stored
+            })
+        })
+        .collect();
+    let mut stored = 8;
+    for task in tasks {
+        stored += task.await.unwrap();
+    }
+    let stats = store.stats();
+    assert!(stats.dropped_overflow > 0);
+    assert!(stats.bytes_on_disk <= stats.max_bytes);
+    reader.rewind();
+    let mut delivered = 0;
+    while let Ok(batch) = tokio::time::timeout(
+        Duration::from_millis(200),
+        reader.next_batch(100, usize::MAX, 0),
+    )
+    .await
+    {
+        let batch = batch.unwrap();
+        delivered += batch.messages.len() as u64;
+        reader.ack(&batch).await.unwrap();
+    }
+    assert_eq!(
+        acked.messages.len() as u64 + stats.dropped_overflow + delivered,
+        stored,
+        "{stats:?}"
+    );
+    assert_eq!(store.pending_estimate(&EndpointId::upstream()), 0);
+    store.close().await.unwrap();
+}
