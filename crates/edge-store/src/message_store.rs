@@ -77,6 +77,39 @@ pub(crate) struct State {
     reserved_bytes: u64,
     /// Per endpoint: the generation of its live reader.
     reader_generations: HashMap<u32, u64>,
+    /// The oldest stored offset at the last deletion (to tell whether one freed space).
+    first_offset_seen: u64,
+}
+
+/// A put between admission and bookkeeping. Dropping it (also on a panic) releases the
+/// reservation and the retention fence, so a failed put can never stall retention.
+struct InFlight<'a> {
+    inner: &'a Inner,
+    floor: u64,
+    reserved_bytes: u64,
+}
+
+impl<'a> InFlight<'a> {
+    /// Registers a put that reserved `reserved_bytes`: its record will be at or after the
+    /// offset that is committed now.
+    fn start(inner: &'a Inner, reserved_bytes: u64) -> InFlight<'a> {
+        let mut state = inner.lock();
+        let floor = inner.log.stats().next_offset;
+        *state.in_flight.entry(floor).or_insert(0) += 1;
+        InFlight {
+            inner,
+            floor,
+            reserved_bytes,
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut state = self.inner.lock();
+        state.finish_in_flight(self.floor);
+        state.reserved_bytes -= self.reserved_bytes;
+    }
 }
 
 #[derive(Debug, Default)]
@@ -431,34 +464,25 @@ impl Inner {
     ) -> Result<u64, EdgeStoreError> {
         let needed_bytes = frame_length(record.len()) as u64 + SEGMENT_HEADER_LENGTH as u64;
         self.admit(needed_bytes, overflow).await?;
-        let floor = {
-            let mut state = self.lock();
-            let floor = self.log.stats().next_offset;
-            *state.in_flight.entry(floor).or_insert(0) += 1;
-            floor
-        };
+        let in_flight = InFlight::start(&self, needed_bytes);
         let result = self.log.append_at(record, now_ms).await;
-        {
+        if let Ok(sequence) = result {
             let mut state = self.lock();
-            if let Ok(sequence) = result {
-                match self.log.segment_containing(sequence) {
-                    Some(segment) => {
-                        let targets: Vec<_> = targets
-                            .iter()
-                            .map(|target| {
-                                let index =
-                                    state.intern(target.endpoint.as_str(), &self.cursor_store);
-                                (index, target.priority, target.expiry_ms)
-                            })
-                            .collect();
-                        state.note_record(sequence, segment.base_offset, targets);
-                    }
-                    None => tracing::error!(sequence, "a durable record has no segment"),
+            match self.log.segment_containing(sequence) {
+                Some(segment) => {
+                    let targets: Vec<_> = targets
+                        .iter()
+                        .map(|target| {
+                            let index = state.intern(target.endpoint.as_str(), &self.cursor_store);
+                            (index, target.priority, target.expiry_ms)
+                        })
+                        .collect();
+                    state.note_record(sequence, segment.base_offset, targets);
                 }
+                None => tracing::error!(sequence, "a durable record has no segment"),
             }
-            state.finish_in_flight(floor);
-            state.reserved_bytes -= needed_bytes;
         }
+        drop(in_flight);
         let sequence = result?;
         self.messages_written.fetch_add(1, Ordering::Relaxed);
         self.bookkept.send_modify(|generation| *generation += 1);
@@ -611,10 +635,10 @@ impl Inner {
     fn after_deletion(&self) {
         let first_offset = self.log.stats().first_offset;
         let mut state = self.lock();
-        let before = state.summaries.len();
         let kept = state.summaries.split_off(&first_offset);
         state.summaries = kept;
-        if state.summaries.len() < before {
+        if first_offset > state.first_offset_seen {
+            state.first_offset_seen = first_offset;
             drop(state);
             self.freed.send_modify(|generation| *generation += 1);
         }
@@ -652,6 +676,7 @@ fn rebuild_state(log: &LogHandle, cursor_store: &CheckpointStore) -> Result<Stat
     let mut state = State::default();
     let segments = log.segments();
     let mut position = log.stats().first_offset;
+    state.first_offset_seen = position;
     loop {
         let records = log.read_from_blocking(position, SCAN_LIMITS)?;
         let Some(last) = records.last() else { break };
