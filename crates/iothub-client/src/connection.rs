@@ -183,10 +183,12 @@ impl Owner {
             match attempt {
                 Ok(connection) => {
                     failed_attempts = 0;
+                    // Publish the state before waking `connect`: its caller may submit at once,
+                    // and a fail-fast submit reads this state.
+                    self.state.send_replace(ConnectionState::Connected);
                     if let Some(first_outcome) = self.first_outcome.take() {
                         let _ = first_outcome.send(Ok(()));
                     }
-                    self.state.send_replace(ConnectionState::Connected);
                     tracing::debug!(identity = %self.settings.identity, "connected to the hub");
                     match self.serve(connection).await {
                         SessionEnd::Shutdown => {
