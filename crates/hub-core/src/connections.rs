@@ -112,7 +112,15 @@ impl Hub {
 
     /// Records activity (a publish) of `identity` for `lastActivityTime`.
     pub fn device_activity(&self, identity: &Identity) {
-        lock(&self.last_activity).insert(identity.clone(), self.clock.now());
+        let now = self.clock.now();
+        let mut last_activity = lock(&self.last_activity);
+        // Called for every telemetry message: update in place, clone the key only the first time.
+        match last_activity.get_mut(identity) {
+            Some(time) => *time = now,
+            None => {
+                last_activity.insert(identity.clone(), now);
+            }
+        }
     }
 
     /// Whether `identity` has a live connection.

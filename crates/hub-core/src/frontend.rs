@@ -211,15 +211,6 @@ fn principal_of(device: &AuthenticatedDevice) -> Principal {
     }
 }
 
-fn sender_of(principal: &Principal) -> AuthenticatedDevice {
-    AuthenticatedDevice {
-        identity: principal.identity.clone(),
-        method: auth_method_of(principal),
-        generation_id: principal.generation_id.clone().unwrap_or_default(),
-        token_expiry_unix_secs: None,
-    }
-}
-
 fn error_reply(error: &HubError) -> TwinReply {
     let body = json!({"errorCode": error.code().number(), "message": error.to_string()});
     TwinReply {
@@ -321,7 +312,12 @@ impl Backend for HubBackend {
     ) -> Result<(), TelemetryError> {
         match self
             .hub
-            .ingest_telemetry(&sender_of(principal), message)
+            .ingest_telemetry_from(
+                &principal.identity,
+                auth_method_of(principal),
+                principal.generation_id.as_deref().unwrap_or_default(),
+                message,
+            )
             .await
         {
             Ok(_) => Ok(()),

@@ -23,16 +23,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use base64::Engine;
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use hub_routing::{
     DispatchError, EventsAppendError, EventsEndpoint, LifecycleOperation, NotificationContext,
     RoutedMessage, Router, RouterOptions, RoutingSource, TwinChangeOperation,
     device_lifecycle_event, twin_change_event,
 };
-use iothub_types::{DeviceId, Identity, Message, SystemProperties};
-use serde::Serialize;
+use iothub_types::{DeviceId, Identity, Message};
 use serde_json::{Map, Value};
 use twin::{Twin, TwinChange};
 
@@ -60,39 +57,11 @@ pub(crate) fn default_routing_directory(data_dir: &Path) -> PathBuf {
     data_dir.join(ROUTING_DIRECTORY)
 }
 
-/// The stored form of one telemetry event, borrowed from the routed message; the shape
-/// `telemetry::StoredEvent` reads back.
-#[derive(Serialize)]
-struct StoredEventRef<'a> {
-    #[serde(rename = "d")]
-    device_id: &'a str,
-    #[serde(rename = "m", skip_serializing_if = "Option::is_none")]
-    module_id: Option<&'a str>,
-    #[serde(rename = "s")]
-    system: &'a SystemProperties,
-    #[serde(rename = "a")]
-    application: &'a [(String, Option<String>)],
-    #[serde(rename = "b")]
-    body: String,
-}
-
-/// Encodes a routed message as a telemetry log record. The sender comes from the message's
-/// `connection_device_id` and `connection_module_id`, which the hub stamps on everything it
-/// routes.
+/// Encodes a routed message as a telemetry log record ([`crate::telemetry::record`]). The
+/// sender comes from the message's `connection_device_id` and `connection_module_id`, which the
+/// hub stamps on everything it routes.
 pub(crate) fn encode_event(message: &Message) -> Result<Vec<u8>, HubError> {
-    let device_id = message
-        .system
-        .connection_device_id
-        .as_deref()
-        .ok_or_else(|| HubError::storage("a routed message has no connection device id"))?;
-    let record = StoredEventRef {
-        device_id,
-        module_id: message.system.connection_module_id.as_deref(),
-        system: &message.system,
-        application: &message.application,
-        body: base64::engine::general_purpose::STANDARD.encode(&message.body),
-    };
-    serde_json::to_vec(&record).map_err(HubError::storage)
+    crate::telemetry::record::encode(message).map_err(HubError::storage)
 }
 
 /// The built-in `events` endpoint: the hub's durable telemetry log.
@@ -109,14 +78,14 @@ impl EventsEndpoint for TelemetryEvents {
         Box::pin(async move {
             let payload = encode_event(&routed.message)?;
             // The record's timestamp is the enqueued time the hub stamped, to the millisecond.
-            let enqueued = routed
+            let enqueued_ms = routed
                 .message
                 .system
                 .enqueued_time
                 .as_deref()
-                .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-                .map_or_else(|| self.clock.now(), |time| time.with_timezone(&Utc));
-            let timestamp_ms = u64::try_from(enqueued.timestamp_millis()).unwrap_or(0);
+                .and_then(crate::telemetry::enqueued_time::parse_millis)
+                .unwrap_or_else(|| self.clock.now().timestamp_millis());
+            let timestamp_ms = u64::try_from(enqueued_ms).unwrap_or(0);
             let offset = self
                 .telemetry
                 .append(Bytes::from(payload), timestamp_ms)

@@ -3,26 +3,28 @@
 //!
 //! [`TelemetryLog`] is the seam for other event stores; [`FileTelemetryLog`] is the single-node
 //! implementation on the `store` crate's segment log (group commit, so many concurrent
-//! publishers share each fsync) plus its checkpoint file for consumer-group offsets.
+//! publishers share each fsync) plus its checkpoint file for consumer-group offsets. Each event
+//! is stored as a compact, versioned binary record ([`record`]).
 
 use std::path::Path;
 use std::sync::Arc;
 
-use base64::Engine;
 use bytes::Bytes;
-use chrono::{DateTime, SecondsFormat, Utc};
-use iothub_types::{DeviceId, Identity, Message, ModuleId, SystemProperties};
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use iothub_types::{Identity, Message};
 use store::{
     CheckpointName, CheckpointStore, LogHandle, LogOptions, ReadLimits, StartPosition, StoreError,
 };
 
-use crate::auth::AuthenticatedDevice;
+use crate::auth::{AuthMethod, AuthenticatedDevice};
 use crate::error::HubError;
 use crate::hub::Hub;
 use crate::routing::dispatch_error;
 use crate::storage::BoxFuture;
 use hub_routing::RoutingSource;
+
+pub(crate) mod enqueued_time;
+pub(crate) mod record;
 
 /// One record as a [`TelemetryLog`] returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,22 +179,6 @@ impl TelemetryLog for FileTelemetryLog {
     }
 }
 
-/// The stored form of one telemetry event (compact JSON; the body in base64). Written by
-/// `routing::encode_event` from a borrowed message, in the same shape.
-#[derive(Deserialize)]
-struct StoredEvent {
-    #[serde(rename = "d")]
-    device_id: DeviceId,
-    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
-    module_id: Option<ModuleId>,
-    #[serde(rename = "s")]
-    system: SystemProperties,
-    #[serde(rename = "a")]
-    application: Vec<(String, Option<String>)>,
-    #[serde(rename = "b")]
-    body: String,
-}
-
 /// A telemetry message as consumers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TelemetryEvent {
@@ -289,25 +275,15 @@ impl TelemetryConsumer {
 }
 
 fn decode_event(record: &LogRecord) -> Result<TelemetryEvent, HubError> {
-    let stored: StoredEvent = serde_json::from_slice(&record.payload)
+    let (identity, message) = record::decode(&record.payload)
         .map_err(|error| HubError::storage(format!("unreadable telemetry record: {error}")))?;
-    let body = base64::engine::general_purpose::STANDARD
-        .decode(stored.body)
-        .map_err(|error| HubError::storage(format!("unreadable telemetry body: {error}")))?;
     let enqueued_time =
         DateTime::from_timestamp_millis(i64::try_from(record.timestamp_ms).unwrap_or(0))
             .unwrap_or_default();
     Ok(TelemetryEvent {
         offset: record.offset,
-        identity: Identity {
-            device: stored.device_id,
-            module: stored.module_id,
-        },
-        message: Message {
-            body: Bytes::from(body),
-            system: stored.system,
-            application: stored.application,
-        },
+        identity,
+        message,
         enqueued_time,
     })
 }
@@ -320,6 +296,24 @@ impl Hub {
     pub async fn ingest_telemetry(
         &self,
         sender: &AuthenticatedDevice,
+        message: Message,
+    ) -> Result<Option<u64>, HubError> {
+        self.ingest_telemetry_from(
+            &sender.identity,
+            sender.method,
+            &sender.generation_id,
+            message,
+        )
+        .await
+    }
+
+    /// [`Hub::ingest_telemetry`] from the parts of an authenticated sender, so the front end's
+    /// per-message path does not build (and clone into) an [`AuthenticatedDevice`].
+    pub(crate) async fn ingest_telemetry_from(
+        &self,
+        identity: &Identity,
+        method: AuthMethod,
+        generation_id: &str,
         mut message: Message,
     ) -> Result<Option<u64>, HubError> {
         let size = message.iothub_size();
@@ -330,13 +324,15 @@ impl Hub {
                 limit: self.limits.telemetry_max_message_bytes,
             });
         }
-        let identity = &sender.identity;
         let now = self.clock.now();
-        message.system.connection_device_id = Some(identity.device.to_string());
-        message.system.connection_module_id = identity.module.as_ref().map(ToString::to_string);
-        message.system.connection_auth_method = Some(sender.method.to_wire().to_owned());
-        message.system.connection_auth_generation_id = Some(sender.generation_id.clone());
-        message.system.enqueued_time = Some(now.to_rfc3339_opts(SecondsFormat::Millis, true));
+        message.system.connection_device_id = Some(identity.device.as_str().to_owned());
+        message.system.connection_module_id = identity
+            .module
+            .as_ref()
+            .map(|module| module.as_str().to_owned());
+        message.system.connection_auth_method = Some(method.to_wire().to_owned());
+        message.system.connection_auth_generation_id = Some(generation_id.to_owned());
+        message.system.enqueued_time = Some(enqueued_time::format(now));
         self.device_activity(identity);
         let outcome = self
             .router
