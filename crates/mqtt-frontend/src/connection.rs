@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::stream::FuturesOrdered;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use iothub_topics::{ClientPublish, ClientSubscription, HubPublish};
 use iothub_types::{Identity, Message};
 use mqtt_codec::{
@@ -306,6 +306,17 @@ impl<'a, B: Backend, S: AsyncRead + AsyncWrite + Unpin + Send> Connection<'a, B,
             };
             if let ControlFlow::Break(reason) = step {
                 return reason;
+            }
+            // Backend operations that have already finished (a group commit acknowledges many
+            // publishes at once) are answered in the same write as this step's packets: one
+            // TLS record and one system call per burst instead of one per PUBACK.
+            while !pending.is_empty() {
+                let Some(Some(completion)) = pending.next().now_or_never() else {
+                    break;
+                };
+                if let ControlFlow::Break(reason) = Box::pin(self.complete(completion)).await {
+                    return reason;
+                }
             }
             if SinkExt::<Packet>::flush(&mut self.transport).await.is_err() {
                 return DisconnectReason::ConnectionLost;
