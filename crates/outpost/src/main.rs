@@ -12,6 +12,13 @@ mod service_client;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of the system allocator: the hub's per-message path allocates a few dozen
+/// small objects on one thread and frees many of them on another (connection tasks, the
+/// telemetry log's writer), which glibc malloc handles at several hundred instructions per
+/// pair. Measured in BENCHMARKS.md (telemetry).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "outpost",
