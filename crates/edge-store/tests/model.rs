@@ -178,7 +178,7 @@ async fn run(ops: Vec<Op>) {
     };
     let mut put_count = 0u64;
     for op in ops {
-        let dropped_before = store.stats().dropped_overflow;
+        let mut dropped_before = store.stats().dropped_overflow;
         let mut dropping_put = false;
         match op {
             Op::Put {
@@ -336,6 +336,8 @@ async fn run(ops: Vec<Op>) {
                     .await
                     .unwrap();
                 readers = (0..3).map(|e| store.reader(&endpoint_id(e))).collect();
+                // Counters start again with the new instance.
+                dropped_before = 0;
                 for endpoint in 0..3 {
                     model.forget_in_flight(endpoint);
                 }
