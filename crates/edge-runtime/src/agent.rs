@@ -33,6 +33,7 @@ use tokio::time::Instant;
 
 use crate::config::{EdgeSettings, RuntimeChoice};
 use crate::desired::{DesiredTracker, DesiredUpdate, StoredDeployment};
+use crate::edge_hub::EdgeHubHost;
 use crate::engine::Engine;
 use crate::files::create_private_dir;
 use crate::identities::{IdentityCache, plan_identity_sync};
@@ -161,6 +162,11 @@ struct Agent {
     identity_retry_at: Option<Instant>,
     reconcile_due: bool,
     started_at: edge_agent::Timestamp,
+    /// The hub's CA certificates (the edge hub's upstream trusts them).
+    hub_roots: Vec<tls::CertificateDer<'static>>,
+    /// The edge hub once started, or why it could not start.
+    edge_hub: Option<EdgeHubHost>,
+    edge_hub_failure: Option<String>,
 }
 
 impl Agent {
@@ -274,7 +280,7 @@ impl Agent {
 
         let (client, events) = IotHubClient::spawn(client_options(
             &settings,
-            hub_roots,
+            hub_roots.clone(),
             cache.clone(),
             registry.clone(),
         ))
@@ -321,6 +327,9 @@ impl Agent {
             identity_retry_at: None,
             reconcile_due: true,
             started_at: chrono::Utc::now(),
+            hub_roots,
+            edge_hub: None,
+            edge_hub_failure: None,
         };
         Ok((agent, inputs))
     }
@@ -332,6 +341,7 @@ impl Agent {
                 self.read_twin().await;
             }
             self.sync_identities().await;
+            self.start_edge_hub().await;
             if self.reconcile_due {
                 self.reconcile_due = false;
                 self.reconcile().await;
@@ -521,6 +531,55 @@ impl Agent {
         }
     }
 
+    /// Starts the edge hub once the `$edgeHub` identity's key is known (from the hub, or cached
+    /// from an earlier run so that an offline boot works), and keeps it told about this device's
+    /// module identities.
+    async fn start_edge_hub(&mut self) {
+        let Some(listen) = self.settings.edge_hub.clone() else {
+            return;
+        };
+        if self.edge_hub.is_some() || self.edge_hub_failure.is_some() {
+            return;
+        }
+        let Some(key) = self
+            .cache
+            .get(&ModuleName::edge_hub().module_id())
+            .and_then(|record| record.primary_key())
+        else {
+            return;
+        };
+        let authority = match load_or_create_edge_ca(
+            &self.settings.agent_dir(),
+            self.settings.device_id.as_str(),
+        ) {
+            Ok(authority) => authority,
+            Err(error) => {
+                self.edge_hub_failure = Some(format!("edge CA: {error}"));
+                return;
+            }
+        };
+        match EdgeHubHost::start(
+            &self.settings,
+            &listen,
+            self.hub_roots.clone(),
+            authority,
+            key,
+        )
+        .await
+        {
+            Ok(host) => {
+                host.know_modules(&self.settings, &self.cache.all());
+                self.edge_hub = Some(host);
+                self.report_pending = true;
+            }
+            Err(error) => {
+                tracing::error!(message = "The edge hub cannot start.", %error);
+                self.edge_hub_failure = Some(error.to_string());
+                self.report_pending = true;
+            }
+        }
+    }
+
     async fn sync_identities(&mut self) {
         let wanted = self.wanted_identities();
         if self.identities_synced.as_ref() == Some(&wanted) {
@@ -533,6 +592,9 @@ impl Agent {
             Ok(()) => {
                 self.identities_synced = Some(wanted);
                 self.identity_retry_at = None;
+                if let Some(host) = &self.edge_hub {
+                    host.know_modules(&self.settings, &self.cache.all());
+                }
                 self.reconcile_due = true;
             }
             Err(error) => {
@@ -660,12 +722,27 @@ impl Agent {
             image: None,
             image_hash: None,
         };
+        let (edge_hub_status, edge_hub_description) = match (&self.edge_hub, &self.edge_hub_failure)
+        {
+            (Some(_), _) => (
+                RuntimeStatus::Running,
+                "running in the runtime process".to_owned(),
+            ),
+            (None, Some(failure)) => (RuntimeStatus::Failed, failure.clone()),
+            (None, None) if self.settings.edge_hub.is_none() => (
+                RuntimeStatus::Stopped,
+                "disabled in the edge configuration".to_owned(),
+            ),
+            (None, None) => (
+                RuntimeStatus::Unknown,
+                "waiting for the $edgeHub identity".to_owned(),
+            ),
+        };
         let edge_hub = ModuleReport {
             name: ModuleName::edge_hub(),
-            runtime_status: RuntimeStatus::Unknown,
+            runtime_status: edge_hub_status,
             exit_code: None,
-            status_description: "not run: this edge runtime does not implement the edge hub yet"
-                .to_owned(),
+            status_description: edge_hub_description,
             last_start_time: None,
             last_exit_time: None,
             restart_count: 0,

@@ -13,6 +13,12 @@
 //! workload_socket_dir = "/var/lib/outpost/edge/mnt"
 //! hub_mqtt_port = 8883
 //! hub_https_port = 443
+//!
+//! [edge_hub]                 # the local IoT Hub for modules and leaf devices (on by default)
+//! mqtt_addr = "0.0.0.0:8883" # default: the gateway address if it is an IP, port 8883
+//! https_addr = "0.0.0.0:443" # MQTT over WebSocket and module-to-module methods
+//! store_max_bytes = 1073741824
+//! overflow = "refuse_new"    # or "drop_oldest"
 //! ```
 //!
 //! Instead of `hub_hostname`, `device_id` and `device_key`, the file may give the device's
@@ -20,6 +26,7 @@
 //! silently; paths must be absolute, so the runtime does not depend on its working directory.
 
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use iothub_auth::{ClientCredential, ConnectionString, HostName, SymmetricKey};
@@ -83,6 +90,29 @@ pub struct EdgeConfigFile {
     pub hub_mqtt_port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hub_https_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_hub: Option<EdgeHubConfigFile>,
+}
+
+/// The `[edge_hub]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeHubConfigFile {
+    /// `false` runs the agent without the edge hub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// MQTT over TLS for modules and leaf devices (default: the gateway address, port 8883).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt_addr: Option<String>,
+    /// HTTPS: MQTT over WebSocket and module-to-module methods (default: port 443).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_addr: Option<String>,
+    /// Byte bound of the store-and-forward store (default 1 GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_max_bytes: Option<u64>,
+    /// `refuse_new` (default: back-pressure, nothing acknowledged is dropped) or `drop_oldest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overflow: Option<String>,
 }
 
 /// Why a configuration cannot be used.
@@ -119,7 +149,22 @@ pub struct EdgeSettings {
     pub workload_socket_dir: PathBuf,
     pub hub_mqtt_port: u16,
     pub hub_https_port: u16,
+    /// The edge hub, unless disabled.
+    pub edge_hub: Option<EdgeHubListen>,
 }
+
+/// Where and how the edge hub runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeHubListen {
+    pub mqtt_addr: SocketAddr,
+    pub https_addr: SocketAddr,
+    pub store_max_bytes: u64,
+    /// `true` for `drop_oldest`, `false` for `refuse_new`.
+    pub drop_oldest: bool,
+}
+
+/// The store bound when none is configured.
+pub const DEFAULT_EDGE_HUB_STORE_BYTES: u64 = 1024 * 1024 * 1024;
 
 impl fmt::Debug for EdgeSettings {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -135,6 +180,7 @@ impl fmt::Debug for EdgeSettings {
             .field("workload_socket_dir", &self.workload_socket_dir)
             .field("hub_mqtt_port", &self.hub_mqtt_port)
             .field("hub_https_port", &self.hub_https_port)
+            .field("edge_hub", &self.edge_hub)
             .finish()
     }
 }
@@ -191,7 +237,9 @@ impl EdgeSettings {
             Some(port) => Ok(port),
             None => Ok(default),
         };
+        let edge_hub = edge_hub_listen(file.edge_hub.as_ref(), &gateway_hostname)?;
         Ok(EdgeSettings {
+            edge_hub,
             hub_hostname,
             device_id,
             device_key,
@@ -233,6 +281,26 @@ impl EdgeSettings {
             workload_socket_dir: Some(self.workload_socket_dir.clone()),
             hub_mqtt_port: Some(self.hub_mqtt_port),
             hub_https_port: Some(self.hub_https_port),
+            edge_hub: Some(match &self.edge_hub {
+                None => EdgeHubConfigFile {
+                    enabled: Some(false),
+                    ..EdgeHubConfigFile::default()
+                },
+                Some(listen) => EdgeHubConfigFile {
+                    enabled: Some(true),
+                    mqtt_addr: Some(listen.mqtt_addr.to_string()),
+                    https_addr: Some(listen.https_addr.to_string()),
+                    store_max_bytes: Some(listen.store_max_bytes),
+                    overflow: Some(
+                        if listen.drop_oldest {
+                            "drop_oldest"
+                        } else {
+                            "refuse_new"
+                        }
+                        .to_owned(),
+                    ),
+                },
+            }),
         }
     }
 
@@ -254,6 +322,52 @@ impl EdgeSettings {
     pub fn agent_dir(&self) -> PathBuf {
         self.data_dir.join("agent")
     }
+}
+
+fn edge_hub_listen(
+    file: Option<&EdgeHubConfigFile>,
+    gateway_hostname: &HostName,
+) -> Result<Option<EdgeHubListen>, ConfigError> {
+    let default = EdgeHubConfigFile::default();
+    let file = file.unwrap_or(&default);
+    if file.enabled == Some(false) {
+        return Ok(None);
+    }
+    // Listen where modules and children dial: the gateway address when it is an IP literal.
+    let host: IpAddr = gateway_hostname
+        .as_str()
+        .parse()
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let address = |text: Option<&str>, port: u16, key: &'static str| match text {
+        None => Ok(SocketAddr::new(host, port)),
+        Some(text) => text.parse().map_err(|_| ConfigError::Invalid {
+            key,
+            message: format!("{text:?} is not an IP:port address"),
+        }),
+    };
+    let drop_oldest = match file.overflow.as_deref() {
+        None | Some("refuse_new") => false,
+        Some("drop_oldest") => true,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                key: "edge_hub.overflow",
+                message: format!("{other:?} is neither refuse_new nor drop_oldest"),
+            });
+        }
+    };
+    let store_max_bytes = file.store_max_bytes.unwrap_or(DEFAULT_EDGE_HUB_STORE_BYTES);
+    if store_max_bytes < 16 * 1024 * 1024 {
+        return Err(ConfigError::Invalid {
+            key: "edge_hub.store_max_bytes",
+            message: "the store needs at least 16 MiB".to_owned(),
+        });
+    }
+    Ok(Some(EdgeHubListen {
+        mqtt_addr: address(file.mqtt_addr.as_deref(), 8883, "edge_hub.mqtt_addr")?,
+        https_addr: address(file.https_addr.as_deref(), 443, "edge_hub.https_addr")?,
+        store_max_bytes,
+        drop_oldest,
+    }))
 }
 
 fn required<'a>(value: Option<&'a str>, key: &'static str) -> Result<&'a str, ConfigError> {

@@ -45,6 +45,7 @@
 pub mod agent;
 pub mod config;
 pub mod desired;
+pub mod edge_hub;
 pub mod engine;
 mod files;
 pub mod identities;
@@ -53,7 +54,9 @@ pub mod registry_client;
 pub mod workload;
 
 pub use agent::{AgentError, AgentOptions, run};
-pub use config::{ConfigError, EdgeConfigFile, EdgeSettings, RuntimeChoice};
+pub use config::{
+    ConfigError, EdgeConfigFile, EdgeHubConfigFile, EdgeHubListen, EdgeSettings, RuntimeChoice,
+};
 pub use desired::{DesiredTracker, DesiredUpdate, StoredDeployment, merge_patch};
 pub use engine::Engine;
 pub use files::{create_private_dir, write_private_file};

@@ -93,6 +93,8 @@ enum EdgeCommand {
         /// Overwrite an existing configuration.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        edge_hub: EdgeHubArgs,
     },
     /// Run the edge runtime in the foreground (stops its modules on SIGTERM or Ctrl-C).
     Run {
@@ -157,8 +159,10 @@ pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
             hub_https_port,
             config,
             force,
+            edge_hub,
         } => {
             init(InitOptions {
+                edge_hub,
                 connection_string,
                 ca_file,
                 data_dir,
@@ -218,6 +222,24 @@ struct InitOptions {
     hub_https_port: u16,
     config: PathBuf,
     force: bool,
+    edge_hub: EdgeHubArgs,
+}
+
+/// The edge hub options of `outpost edge init`.
+#[derive(Debug, Clone, clap::Args)]
+struct EdgeHubArgs {
+    /// Run the agent without the edge hub.
+    #[arg(long)]
+    no_edge_hub: bool,
+    /// Where the edge hub listens for MQTT over TLS [default: the gateway address (if an IP) or 0.0.0.0, port 8883].
+    #[arg(long)]
+    edge_hub_mqtt_addr: Option<String>,
+    /// Where the edge hub listens for HTTPS (MQTT over WebSocket, module methods) [default: port 443].
+    #[arg(long)]
+    edge_hub_https_addr: Option<String>,
+    /// Byte bound of the edge hub's store-and-forward store [default: 1 GiB].
+    #[arg(long)]
+    edge_hub_store_max_bytes: Option<u64>,
 }
 
 async fn init(options: InitOptions) -> anyhow::Result<()> {
@@ -259,6 +281,13 @@ async fn init(options: InitOptions) -> anyhow::Result<()> {
         workload_socket_dir: None,
         hub_mqtt_port: Some(options.hub_mqtt_port),
         hub_https_port: Some(options.hub_https_port),
+        edge_hub: Some(edge_runtime::EdgeHubConfigFile {
+            enabled: Some(!options.edge_hub.no_edge_hub),
+            mqtt_addr: options.edge_hub.edge_hub_mqtt_addr,
+            https_addr: options.edge_hub.edge_hub_https_addr,
+            store_max_bytes: options.edge_hub.edge_hub_store_max_bytes,
+            overflow: None,
+        }),
     };
     let settings = EdgeSettings::from_file(file)?;
     let config = std::path::absolute(&options.config)?;

@@ -6,146 +6,15 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::AtomicU8;
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::edge::{Edge, agent_twin, init_edge, set_modules, tail, wait_for};
 use support::{Hub, next_address, outpost_binary};
 
 static ADDRESSES: AtomicU8 = AtomicU8::new(0);
-
-/// The longest any single wait may take.
-const WAIT: Duration = Duration::from_secs(60);
-
-/// An `outpost edge run` process with its configuration.
-struct Edge {
-    config: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Edge {
-    fn start(&mut self) {
-        assert!(self.child.is_none(), "the edge runtime runs already");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("edge log file");
-        let child = Command::new(outpost_binary())
-            .args(["edge", "run", "--config"])
-            .arg(&self.config)
-            .env("OUTPOST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn outpost edge run");
-        self.child = Some(child);
-    }
-
-    /// SIGTERM, as systemd stops it; the runtime stops its modules and exits.
-    fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                assert!(status.success(), "outpost edge run exited with {status}");
-                return;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "outpost edge run did not stop on SIGTERM; log:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(outpost_binary())
-            .args(["edge"])
-            .args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .output()
-            .expect("run outpost edge")
-    }
-
-    fn cli_ok(&self, args: &[&str]) -> String {
-        let output = self.cli(args);
-        assert!(
-            output.status.success(),
-            "outpost edge {args:?} failed:\nstdout:\n{}\nstderr:\n{}\nedge log:\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-            self.log()
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    /// `outpost edge list --output json`, or `None` while the runtime does not answer yet.
-    fn status(&self) -> Option<Value> {
-        let output = self.cli(&["list", "--output", "json"]);
-        if !output.status.success() {
-            return None;
-        }
-        serde_json::from_slice(&output.stdout).ok()
-    }
-}
-
-impl Drop for Edge {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + WAIT;
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Polls `probe` every 200 ms until it gives a value; panics after [`WAIT`] with `what` and the
-/// last observation.
-fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match probe() {
-            Ok(value) => return value,
-            Err(last) if Instant::now() > deadline => {
-                panic!("timed out waiting for {what}; last seen: {last}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
-
-/// The `$edgeAgent` twin as `outpost twin show` prints it.
-fn agent_twin(hub: &Hub, device: &str) -> Value {
-    let text = hub.cli_ok(&["twin", "show", device, "--module", "$edgeAgent"]);
-    serde_json::from_str(&text).expect("twin JSON")
-}
 
 /// The lines a module appended to its start file (one pid per start).
 fn starts(directory: &Path, module: &str) -> Vec<u32> {
@@ -243,22 +112,6 @@ fn deployment(modules: Value) -> Value {
     }})
 }
 
-fn set_modules(hub: &Hub, directory: &Path, device: &str, content: &Value, extra: &[&str]) {
-    let file = directory.join("deployment.json");
-    std::fs::write(&file, content.to_string()).expect("write deployment");
-    let file_text = file.display().to_string();
-    let mut args = vec![
-        "edge",
-        "set-modules",
-        "--device",
-        device,
-        "--content",
-        &file_text,
-    ];
-    args.extend_from_slice(extra);
-    hub.cli_ok(&args);
-}
-
 /// Waits until the hub's `$edgeAgent` twin reports `desired.$version` applied with `code`, and
 /// returns the reported properties.
 fn wait_for_report(
@@ -283,11 +136,6 @@ fn wait_for_report(
             ))
         }
     })
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 fn module_status<'a>(reported: &'a Value, module: &str) -> &'a Value {
@@ -317,7 +165,7 @@ fn process_modules_are_deployed_updated_restarted_and_survive_an_offline_reboot(
             .arg(&data_dir)
             .arg("--config")
             .arg(&config)
-            .args(["--gateway-hostname", "edge-e2e.local"]);
+            .args(["--gateway-hostname", "edge-e2e.local", "--no-edge-hub"]);
         if force {
             command.arg("--force");
         }
@@ -354,7 +202,7 @@ fn process_modules_are_deployed_updated_restarted_and_survive_an_offline_reboot(
     });
     assert_eq!(
         reported["systemModules"]["edgeHub"]["runtimeStatus"],
-        "unknown"
+        "stopped"
     );
     assert_eq!(
         reported["systemModules"]["edgeAgent"]["runtimeStatus"],
@@ -616,29 +464,12 @@ fn a_docker_module_and_a_process_module_run_side_by_side() {
         .to_owned();
     let temp = tempfile::tempdir().expect("temporary directory");
     let directory = temp.path().to_path_buf();
-    let data_dir = directory.join("edge");
-    let config = data_dir.join("config.toml");
-    let output = Command::new(outpost_binary())
-        .args(["edge", "init", "--connection-string", &connection_string])
-        .arg("--ca-file")
-        .arg(hub.ca_file())
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .arg("--config")
-        .arg(&config)
-        .args(["--runtime", "docker"])
-        .output()
-        .expect("run outpost edge init");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let mut edge = init_edge(
+        &hub,
+        &connection_string,
+        &directory,
+        &["--runtime", "docker", "--no-edge-hub"],
     );
-    let mut edge = Edge {
-        config,
-        log: directory.join("edge.log"),
-        child: None,
-    };
     edge.start();
 
     let create_options = json!({"Cmd": ["/bin/sh", "-c",

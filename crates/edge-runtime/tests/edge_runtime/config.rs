@@ -85,8 +85,23 @@ fn connection_string_instead_of_parts() {
 fn refusals_name_the_key() {
     check(
         &minimal("colour = \"blue\"\n"),
-        expect![[r#"
-            error: the configuration is not valid TOML: unknown field `colour`, expected one of `connection_string`, `hub_hostname`, `device_id`, `device_key`, `hub_ca_file`, `gateway_hostname`, `data_dir`, `runtime`, `workload_socket_dir`, `hub_mqtt_port`, `hub_https_port`"#]],
+        expect!["error: the configuration is not valid TOML: unknown field `colour`, expected one of `connection_string`, `hub_hostname`, `device_id`, `device_key`, `hub_ca_file`, `gateway_hostname`, `data_dir`, `runtime`, `workload_socket_dir`, `hub_mqtt_port`, `hub_https_port`, `edge_hub`"],
+    );
+    check(
+        &minimal("[edge_hub]\noverflow = \"discard\"\n"),
+        expect![[r#"error: edge_hub.overflow: "discard" is neither refuse_new nor drop_oldest"#]],
+    );
+    check(
+        &minimal("[edge_hub]\nstore_max_bytes = 1000\n"),
+        expect!["error: edge_hub.store_max_bytes: the store needs at least 16 MiB"],
+    );
+    check(
+        &minimal("[edge_hub]\nmqtt_addr = \"localhost\"\n"),
+        expect![[r#"error: edge_hub.mqtt_addr: "localhost" is not an IP:port address"#]],
+    );
+    check(
+        &minimal("[edge_hub]\nport = 1\n"),
+        expect!["error: the configuration is not valid TOML: unknown field `port`, expected one of `enabled`, `mqtt_addr`, `https_addr`, `store_max_bytes`, `overflow`"],
     );
     check(
         &minimal("runtime = \"podman\"\n"),

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod edge;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -118,6 +120,12 @@ impl Hub {
             child.kill().expect("kill -9");
             child.wait().expect("reap");
         }
+    }
+
+    /// Starts the hub again after [`Hub::kill_9`], on the same data directory and address.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the hub runs already");
+        self.spawn();
     }
 
     /// Starts the hub again on the same data directory.

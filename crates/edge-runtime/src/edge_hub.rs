@@ -1,0 +1,219 @@
+//! Hosting the edge hub inside `outpost edge run`: its server certificate from the edge CA
+//! (renewed in place, no restart), the device-scope cache, the MQTT over TLS listener and the
+//! HTTPS listener (MQTT over WebSocket, module-to-module methods).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edge_hub::{EdgeHub, EdgeHubSettings, UpstreamSettings};
+use edge_scope::{ScopeAuth, ScopeCache, ScopeClient, ScopeIdentity};
+use edge_store::{Overflow, StoreOptions};
+use iothub_auth::SymmetricKey;
+use iothub_types::Identity;
+use mqtt_frontend::{Frontend, FrontendConfig, Sessions};
+use tls::{
+    CertificateAuthority, CertificateValidity, ReloadableCertificateResolver,
+    ServerCertificateRequest,
+};
+use tokio::task::JoinHandle;
+
+use crate::config::{EdgeHubListen, EdgeSettings};
+use crate::identities::ModuleIdentityRecord;
+
+/// How long the edge hub's server certificate is valid; it is renewed at two thirds of that.
+const SERVER_CERTIFICATE_DAYS: u32 = 90;
+
+/// Why the edge hub could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeHubStartError {
+    #[error("edge hub certificate: {0}")]
+    Certificate(#[from] tls::TlsError),
+    #[error("edge hub scope cache: {0}")]
+    Scope(String),
+    #[error("edge hub: {0}")]
+    Hub(#[from] edge_hub::EdgeHubError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The running edge hub and its listener tasks (stopped when dropped).
+pub struct EdgeHubHost {
+    hub: EdgeHub,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for EdgeHubHost {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl EdgeHubHost {
+    /// The edge hub.
+    pub fn hub(&self) -> &EdgeHub {
+        &self.hub
+    }
+
+    /// Starts the edge hub with the `$edgeHub` module's key.
+    pub async fn start(
+        settings: &EdgeSettings,
+        listen: &EdgeHubListen,
+        hub_roots: Vec<tls::CertificateDer<'static>>,
+        authority: CertificateAuthority,
+        edge_hub_key: SymmetricKey,
+    ) -> Result<EdgeHubHost, EdgeHubStartError> {
+        let data_dir = settings.data_dir.join("edgehub");
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|error| EdgeHubStartError::Scope(error.to_string()))?;
+        let scope = ScopeCache::open(data_dir.join("scope.cache"), &settings.device_key)
+            .map_err(|error| EdgeHubStartError::Scope(error.to_string()))?;
+        let scope_client = ScopeClient::new(
+            settings.hub_hostname.clone(),
+            settings.hub_hostname.to_string(),
+            settings.hub_https_port,
+            settings.device_id.clone(),
+            settings.device_key.clone(),
+            hub_roots.clone(),
+        )
+        .map_err(|error| EdgeHubStartError::Scope(error.to_string()))?;
+
+        let request = server_certificate_request(settings, listen);
+        let certificate = authority.issue_server_certificate(&request)?;
+        let resolver = Arc::new(ReloadableCertificateResolver::new(&certificate)?);
+        let mqtt_tls = Arc::new(tls::server_config(
+            resolver.clone(),
+            tls::ClientCertificates::AcceptAnyOptional,
+        )?);
+        let mut https_tls =
+            tls::server_config(resolver.clone(), tls::ClientCertificates::AcceptAnyOptional)?;
+        https_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+
+        let frontend_config = FrontendConfig::default();
+        let sessions = Sessions::spawn(frontend_config.registry_queue_capacity);
+        let hub_settings = EdgeHubSettings {
+            device_id: settings.device_id.clone(),
+            hub_host: settings.hub_hostname.to_string(),
+            gateway_host: settings.gateway_hostname.to_string(),
+            data_dir: data_dir.clone(),
+            store: StoreOptions {
+                max_bytes: listen.store_max_bytes,
+                ..StoreOptions::default()
+            },
+            overflow: if listen.drop_oldest {
+                Overflow::DropOldest
+            } else {
+                Overflow::RefuseNew
+            },
+            upstream: UpstreamSettings {
+                hub_host: settings.hub_hostname.clone(),
+                port: settings.hub_mqtt_port,
+                trusted_roots: hub_roots,
+                edge_device: settings.device_id.clone(),
+                edge_hub_key,
+                probe_interval: Duration::from_millis(500),
+                operation_timeout: Duration::from_secs(20),
+            },
+            scope_refresh_interval: Duration::from_secs(3600),
+            scope_on_demand_interval: Duration::from_secs(10),
+            message_ack_timeout: Duration::from_secs(30),
+        };
+        let hub = EdgeHub::start(hub_settings, sessions.clone(), scope, Some(scope_client)).await?;
+        let frontend = Frontend::new(Arc::new(hub.clone()), sessions, frontend_config);
+
+        let mqtt_listener = tokio::net::TcpListener::bind(listen.mqtt_addr)
+            .await
+            .map_err(|source| EdgeHubStartError::Listen {
+                address: listen.mqtt_addr,
+                source,
+            })?;
+        let https_listener = tokio::net::TcpListener::bind(listen.https_addr)
+            .await
+            .map_err(|source| EdgeHubStartError::Listen {
+                address: listen.https_addr,
+                source,
+            })?;
+        tracing::info!(
+            message = "Edge hub listening.",
+            mqtt = %listen.mqtt_addr,
+            https = %listen.https_addr
+        );
+        let mut tasks = Vec::new();
+        let mqtt_frontend = frontend.clone();
+        tasks.push(tokio::spawn(async move {
+            mqtt_frontend.serve_tls(mqtt_listener, mqtt_tls).await;
+        }));
+        let https_hub = hub.clone();
+        tasks.push(tokio::spawn(async move {
+            edge_hub::http::serve(https_listener, Arc::new(https_tls), https_hub, frontend).await;
+        }));
+        let renewing = resolver.clone();
+        tasks.push(tokio::spawn(async move {
+            let lifetime = Duration::from_secs(u64::from(SERVER_CERTIFICATE_DAYS) * 86_400);
+            loop {
+                tokio::time::sleep(lifetime * 2 / 3).await;
+                match authority.issue_server_certificate(&request) {
+                    Ok(certificate) => match renewing.replace(&certificate) {
+                        Ok(()) => tracing::info!(message = "Edge hub server certificate renewed in place."),
+                        Err(error) => tracing::warn!(message = "Cannot use the renewed edge hub certificate.", %error),
+                    },
+                    Err(error) => tracing::warn!(message = "Cannot renew the edge hub certificate.", %error),
+                }
+            }
+        }));
+        Ok(EdgeHubHost { hub, tasks })
+    }
+
+    /// Tells the edge hub the keys of this device's module identities (so modules authenticate
+    /// before the first scope sync and while offline).
+    pub fn know_modules(&self, settings: &EdgeSettings, records: &[ModuleIdentityRecord]) {
+        for record in records {
+            let (Some(primary), secondary) =
+                (record.primary_key(), record.secondary_key.as_deref())
+            else {
+                continue;
+            };
+            let secondary = secondary
+                .and_then(|text| SymmetricKey::from_base64(text).ok())
+                .unwrap_or_else(|| primary.clone());
+            self.hub.know_identity(ScopeIdentity {
+                identity: Identity::module(settings.device_id.clone(), record.module_id.clone()),
+                generation_id: record.generation_id.clone(),
+                enabled: true,
+                auth: ScopeAuth::Sas { primary, secondary },
+                is_edge: false,
+                parent_scopes: Vec::new(),
+                device_scope: None,
+            });
+        }
+    }
+}
+
+fn server_certificate_request(
+    settings: &EdgeSettings,
+    listen: &EdgeHubListen,
+) -> ServerCertificateRequest {
+    let gateway = settings.gateway_hostname.to_string();
+    let mut dns_names = vec!["localhost".to_owned()];
+    let mut ip_addresses: Vec<IpAddr> = Vec::new();
+    match gateway.parse::<IpAddr>() {
+        Ok(address) => ip_addresses.push(address),
+        Err(_) => dns_names.insert(0, gateway.clone()),
+    }
+    for address in [listen.mqtt_addr.ip(), listen.https_addr.ip()] {
+        if !address.is_unspecified() && !ip_addresses.contains(&address) {
+            ip_addresses.push(address);
+        }
+    }
+    ServerCertificateRequest {
+        common_name: gateway,
+        dns_names,
+        ip_addresses,
+        validity: CertificateValidity::days_from_now(SERVER_CERTIFICATE_DAYS),
+    }
+}

@@ -1,0 +1,154 @@
+"""The official Azure IoT Python SDK against an Outpost edge hub, unchanged.
+
+`python edge_scenarios.py module` is a module program the edge runtime starts as a process module:
+it bootstraps exactly as an Azure IoT Edge module does (`IoTHubModuleClient.create_from_edge_environment()`,
+which reads the IOTEDGE_* environment, fetches the trust bundle and signs its tokens through the workload
+socket) and then:
+- on input `input1`, forwards messages whose JSON body has temp >= 24 to output `output1` (property filtered=yes);
+- answers the direct method `ping` with {"pong": <payload>, "module": <its id>};
+- reports {"started": true} and reports every desired patch back as {"seen": <desired value of "threshold">};
+- if CALL_MODULE is set, invokes `ping` on that module through the edge hub (module-to-module method);
+- writes its state (forwarded count, last method result, errors) to $STATE_DIR/<module>.json after each event.
+
+The other scenarios print one JSON object on their last line:
+- `leaf_send CS COUNT START`: a leaf device (connection string with GatewayHostName) sends COUNT messages
+  {"i", "temp"} (temp = 20 + i % 8) and prints {"sent": COUNT}; EDGE_CA_FILE is the edge CA.
+- `leaf_refused CS`: the leaf is refused; prints {"refused": true}.
+- `leaf_twin CS`: gets its twin and patches reported {"leaf": <timestamp>}; prints the twin.
+"""
+
+import json
+import os
+import sys
+import threading
+import time
+
+from azure.iot.device import IoTHubDeviceClient, IoTHubModuleClient, Message, MethodResponse
+from azure.iot.device import exceptions as device_errors
+
+
+def leaf_client(cs):
+    return IoTHubDeviceClient.create_from_connection_string(
+        cs, server_verification_cert=open(os.environ["EDGE_CA_FILE"]).read(), connection_retry=False
+    )
+
+
+def leaf_send(cs, count, start):
+    client = leaf_client(cs)
+    client.connect()
+    for i in range(int(start), int(start) + int(count)):
+        message = Message(json.dumps({"i": i, "temp": 20 + i % 8}))
+        message.content_type = "application/json"
+        message.content_encoding = "utf-8"
+        message.message_id = f"leaf-{i}"
+        message.custom_properties["index"] = str(i)
+        client.send_message(message)
+    client.shutdown()
+    print(json.dumps({"sent": int(count)}))
+
+
+def leaf_refused(cs):
+    client = leaf_client(cs)
+    try:
+        client.connect()
+    except (device_errors.CredentialError, device_errors.ConnectionFailedError, device_errors.ClientError) as error:
+        print(json.dumps({"refused": True, "error": type(error).__name__}))
+        return
+    client.shutdown()
+    raise AssertionError("a device outside the edge device's scope was accepted")
+
+
+def leaf_twin(cs):
+    client = leaf_client(cs)
+    client.connect()
+    client.patch_twin_reported_properties({"leaf": "patched"})
+    twin = client.get_twin()
+    client.shutdown()
+    print(json.dumps(twin))
+
+
+def module():
+    module_id = os.environ["IOTEDGE_MODULEID"]
+    state_file = os.path.join(os.environ["STATE_DIR"], f"{module_id}.json")
+    state = {"forwarded": 0, "received": 0, "desired_seen": [], "errors": [], "method_result": None}
+    lock = threading.Lock()
+
+    def save():
+        with lock:
+            text = json.dumps(state)
+        temporary = state_file + ".tmp"
+        with open(temporary, "w") as out:
+            out.write(text)
+        os.replace(temporary, state_file)
+
+    client = IoTHubModuleClient.create_from_edge_environment()
+    client.connect()
+
+    def on_message(message):
+        try:
+            body = json.loads(message.data)
+            with lock:
+                state["received"] += 1
+            if message.input_name == "input1" and body.get("temp", 0) >= 24:
+                out = Message(json.dumps(body))
+                out.content_type = "application/json"
+                out.content_encoding = "utf-8"
+                out.custom_properties["filtered"] = "yes"
+                out.custom_properties["index"] = message.custom_properties.get("index", "")
+                client.send_message_to_output(out, "output1")
+                with lock:
+                    state["forwarded"] += 1
+        except Exception as error:  # noqa: BLE001 - recorded for the test to see
+            with lock:
+                state["errors"].append(repr(error))
+        save()
+
+    def on_method(request):
+        if request.name == "ping":
+            response = MethodResponse.create_from_method_request(
+                request, 200, {"pong": request.payload, "module": module_id}
+            )
+        else:
+            response = MethodResponse.create_from_method_request(request, 404, {"error": "unknown method"})
+        client.send_method_response(response)
+
+    def on_patch(patch):
+        client.patch_twin_reported_properties({"seen": patch.get("threshold")})
+        with lock:
+            state["desired_seen"].append(patch.get("threshold"))
+        save()
+
+    client.on_message_received = on_message
+    client.on_method_request_received = on_method
+    client.on_twin_desired_properties_patch_received = on_patch
+    client.patch_twin_reported_properties({"started": True})
+    save()
+
+    target = os.environ.get("CALL_MODULE")
+    if target:
+        for _ in range(60):
+            try:
+                result = client.invoke_method(
+                    {"methodName": "ping", "payload": {"from": module_id}, "responseTimeoutInSeconds": 10},
+                    os.environ["IOTEDGE_DEVICEID"],
+                    target,
+                )
+                with lock:
+                    state["method_result"] = result
+                save()
+                break
+            except Exception as error:  # noqa: BLE001 - the target may not be up yet
+                with lock:
+                    state["errors"].append("invoke: " + repr(error))
+                time.sleep(1)
+    while True:
+        time.sleep(3600)
+
+
+def main():
+    name, args = sys.argv[1], sys.argv[2:]
+    {"module": module, "leaf_send": leaf_send, "leaf_refused": leaf_refused, "leaf_twin": leaf_twin}[name](*args)
+
+
+if __name__ == "__main__":
+    main()
