@@ -207,6 +207,47 @@ fn modules_and_a_leaf_device_work_through_the_edge_hub_online_and_through_an_out
         }
     });
 
+    // Cloud to module through the edge hub: a direct method, and a desired patch the module
+    // reports back (its reported patch travels up through the twin cache).
+    let answer: Value = serde_json::from_str(&hub.cli_ok(&[
+        "method",
+        "invoke",
+        EDGE,
+        "ping",
+        "--module",
+        "filter",
+        "--payload",
+        r#"{"from":"cloud"}"#,
+        "--connect-timeout",
+        "10",
+        "--output",
+        "json",
+    ]))
+    .expect("method JSON");
+    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["payload"]["pong"], json!({"from": "cloud"}));
+    hub.cli_ok(&[
+        "twin",
+        "update",
+        EDGE,
+        "--module",
+        "filter",
+        "--desired",
+        r#"{"threshold":30}"#,
+    ]);
+    wait_for(
+        "the filter module to report the new desired threshold",
+        || {
+            let twin: Value =
+                serde_json::from_str(&hub.cli_ok(&["twin", "show", EDGE, "--module", "filter"]))
+                    .expect("twin JSON");
+            match twin.pointer("/properties/reported/seen") {
+                Some(seen) if seen == 30 => Ok(()),
+                _ => Err(format!("{twin}\nedge log:\n{}", tail(&edge.log(), 10))),
+            }
+        },
+    );
+
     // A device outside the edge device's scope is refused.
     assert_eq!(
         leaf(&edge_ca, &["leaf_refused", &stranger_cs])["refused"],
