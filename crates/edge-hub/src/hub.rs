@@ -606,18 +606,21 @@ impl EdgeHub {
         }
     }
 
+    /// Stamps, routes and stores a message from `identity`; `twin_change` marks a twin change
+    /// notification (routed from `/twinChangeNotifications`).
     async fn store_message(
         &self,
-        principal: &Principal,
+        identity: &Identity,
         mut message: Message,
+        twin_change: bool,
     ) -> Result<(), TelemetryError> {
-        let identity = &principal.identity;
         message.system.connection_device_id = Some(identity.device.to_string());
         message.system.connection_module_id = identity.module.as_ref().map(ToString::to_string);
         message.system.enqueued_time = Some(enqueued_time_now());
         let routes = self.inner.routes.borrow().clone();
         let device_id = identity.device.as_str();
         let source = match &identity.module {
+            _ if twin_change => MessageSource::TwinChangeNotification { device_id },
             Some(module) => MessageSource::ModuleOutput {
                 device_id,
                 module_id: module.as_str(),
@@ -676,6 +679,24 @@ impl EdgeHub {
                     return Err(TelemetryError::Unavailable(error.to_string()));
                 }
             }
+        }
+    }
+}
+
+impl EdgeHub {
+    /// Routes a twin change notification for an accepted reported patch, when a route takes
+    /// `/twinChangeNotifications` (as IoT Hub and Azure's edge hub produce them).
+    async fn notify_twin_change(&self, identity: &Identity, version: u64, patch: &[u8]) {
+        let Ok(reported) = serde_json::from_slice::<Value>(patch) else {
+            return;
+        };
+        let body = json!({"version": version, "properties": {"reported": reported}});
+        let mut message = Message::new(serde_json::to_vec(&body).unwrap_or_default());
+        message.system.content_type = Some("application/json".to_owned());
+        message.system.content_encoding = Some("utf-8".to_owned());
+        message.system.message_schema = Some("twinChangeNotification".to_owned());
+        if let Err(error) = self.store_message(identity, message, true).await {
+            tracing::warn!(%error, %identity, "twin change notification not stored");
         }
     }
 }
@@ -795,7 +816,8 @@ impl Backend for EdgeHub {
         principal: &Principal,
         message: Message,
     ) -> Result<(), TelemetryError> {
-        self.store_message(principal, message).await
+        self.store_message(&principal.identity, message, false)
+            .await
     }
 
     async fn twin_get(&self, principal: &Principal) -> TwinReply {
@@ -826,6 +848,8 @@ impl Backend for EdgeHub {
         match self.inner.twins.apply_reported(&principal.identity, &patch) {
             Ok(version) => {
                 self.inner.twin_sync.notify_one();
+                self.notify_twin_change(&principal.identity, version, &patch)
+                    .await;
                 TwinReply {
                     status: 204,
                     version: Some(version),

@@ -121,7 +121,10 @@ async fn connect(setup: &Setup, name: &str, seed: u8) -> (IotHubClient, EventStr
 async fn modules_route_to_each_other_and_use_cached_twins_while_the_hub_is_unreachable() {
     let setup = start(
         4 * 1024 * 1024,
-        json!({"toSink": "FROM /messages/modules/src/outputs/out WHERE $body.n >= 5 INTO BrokeredEndpoint(\"/modules/sink/inputs/in\")"}),
+        json!({
+            "toSink": "FROM /messages/modules/src/outputs/out WHERE $body.n >= 5 INTO BrokeredEndpoint(\"/modules/sink/inputs/in\")",
+            "twins": "FROM /twinChangeNotifications INTO BrokeredEndpoint(\"/modules/sink/inputs/twin\")"
+        }),
     )
     .await;
     assert!(!setup.hub.stats().online);
@@ -165,6 +168,29 @@ async fn modules_route_to_each_other_and_use_cached_twins_while_the_hub_is_unrea
     assert_eq!(version, 2);
     let twin = src.get_twin().await.unwrap();
     assert_eq!(twin["reported"], json!({"mode": "offline", "$version": 2}));
+
+    // The accepted patch is also a twin change notification, routed like any message.
+    let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("a twin change notification")
+        .expect("the client runs");
+    let ClientEvent::ModuleInput {
+        input_name,
+        message,
+    } = event
+    else {
+        panic!("unexpected event {event:?}");
+    };
+    assert_eq!(input_name, "twin");
+    assert_eq!(
+        message.system.message_schema.as_deref(),
+        Some("twinChangeNotification")
+    );
+    let body: serde_json::Value = serde_json::from_slice(&message.body).unwrap();
+    assert_eq!(
+        body,
+        json!({"version": 2, "properties": {"reported": {"mode": "offline"}}})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
