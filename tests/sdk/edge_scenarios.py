@@ -14,7 +14,8 @@ The other scenarios print one JSON object on their last line:
 - `leaf_send CS COUNT START`: a leaf device (connection string with GatewayHostName) sends COUNT messages
   {"i", "temp"} (temp = 20 + i % 8) and prints {"sent": COUNT}; EDGE_CA_FILE is the edge CA.
 - `leaf_refused CS`: the leaf is refused; prints {"refused": true}.
-- `leaf_twin CS`: gets its twin and patches reported {"leaf": <timestamp>}; prints the twin.
+- `leaf_twin CS`: patches reported {"leaf": "patched"} and gets its twin; prints the twin.
+- `leaf_c2d CS COUNT`: waits for COUNT cloud-to-device messages; prints {"received": [{body, properties}]}.
 """
 
 import json
@@ -56,6 +57,24 @@ def leaf_refused(cs):
         return
     client.shutdown()
     raise AssertionError("a device outside the edge device's scope was accepted")
+
+
+def leaf_c2d(cs, count):
+    client = leaf_client(cs)
+    received = []
+    done = threading.Event()
+
+    def on_message(message):
+        received.append({"body": message.data.decode(), "properties": dict(message.custom_properties)})
+        if len(received) >= int(count):
+            done.set()
+
+    client.on_message_received = on_message
+    client.connect()
+    if not done.wait(30):
+        raise AssertionError(f"received {len(received)} of {count} cloud-to-device messages")
+    client.shutdown()
+    print(json.dumps({"received": received}))
 
 
 def leaf_twin(cs):
@@ -147,7 +166,14 @@ def module():
 
 def main():
     name, args = sys.argv[1], sys.argv[2:]
-    {"module": module, "leaf_send": leaf_send, "leaf_refused": leaf_refused, "leaf_twin": leaf_twin}[name](*args)
+    scenarios = {
+        "module": module,
+        "leaf_send": leaf_send,
+        "leaf_refused": leaf_refused,
+        "leaf_twin": leaf_twin,
+        "leaf_c2d": leaf_c2d,
+    }
+    scenarios[name](*args)
 
 
 if __name__ == "__main__":

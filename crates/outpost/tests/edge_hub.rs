@@ -323,6 +323,15 @@ fn modules_and_a_leaf_device_work_through_the_edge_hub_online_and_through_an_out
         }
     });
 
+    // Cloud-to-device messages queued in the hub reach the leaf through the edge hub.
+    hub.cli_ok(&["c2d", "send", LEAF, "first", "-p", "n=1"]);
+    hub.cli_ok(&["c2d", "send", LEAF, "second", "-p", "n=2"]);
+    let c2d = leaf(&edge_ca, &["leaf_c2d", &leaf_cs, "2"]);
+    assert_eq!(
+        c2d["received"],
+        json!([{"body": "first", "properties": {"n": "1"}}, {"body": "second", "properties": {"n": "2"}}])
+    );
+
     // Outage: the hub dies; the leaf and the modules keep working; upstream messages are stored.
     hub.kill_9();
     assert_eq!(
