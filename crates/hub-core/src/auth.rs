@@ -349,6 +349,27 @@ impl Hub {
                 "{edge_device} is not an enabled IoT Edge device"
             )));
         }
+        // The signature first, so that a caller without the key learns nothing about scopes.
+        let edge_hub_module =
+            iothub_types::ModuleId::new(EDGE_HUB_MODULE).expect("$edgeHub is a valid module id");
+        let edge_hub = self
+            .store
+            .get_identity(edge_device, Some(&edge_hub_module))
+            .await
+            .map_err(unavailable)?
+            .map(|stored| stored.record)
+            .ok_or_else(|| refused(format!("{edge_device} has no $edgeHub module identity")))?;
+        let Authentication::Sas {
+            primary_key,
+            secondary_key,
+        } = &edge_hub.authentication
+        else {
+            return Err(refused(format!(
+                "the $edgeHub module of {edge_device} has no symmetric keys"
+            )));
+        };
+        verify_with_keys(token, [primary_key, secondary_key], self.now_unix_secs())
+            .map_err(refused)?;
         let in_scope = if identity.device == *edge_device {
             true
         } else {
@@ -371,26 +392,6 @@ impl Hub {
                 "{identity} is not in the scope of edge device {edge_device}"
             )));
         }
-        let edge_hub_module =
-            iothub_types::ModuleId::new(EDGE_HUB_MODULE).expect("$edgeHub is a valid module id");
-        let edge_hub = self
-            .store
-            .get_identity(edge_device, Some(&edge_hub_module))
-            .await
-            .map_err(unavailable)?
-            .map(|stored| stored.record)
-            .ok_or_else(|| refused(format!("{edge_device} has no $edgeHub module identity")))?;
-        let Authentication::Sas {
-            primary_key,
-            secondary_key,
-        } = &edge_hub.authentication
-        else {
-            return Err(refused(format!(
-                "the $edgeHub module of {edge_device} has no symmetric keys"
-            )));
-        };
-        verify_with_keys(token, [primary_key, secondary_key], self.now_unix_secs())
-            .map_err(refused)?;
         Ok(if identity.module.is_some() {
             AuthMethod::ModuleSas
         } else {

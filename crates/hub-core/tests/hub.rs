@@ -625,6 +625,194 @@ async fn devices_authenticate_with_keys_policies_and_thumbprints() {
     );
 }
 
+/// The primary key of a symmetric-key identity.
+async fn primary_key(hub: &hub_core::Hub, identity: &Identity) -> String {
+    let view = hub.get_identity(identity).await.expect("identity");
+    let hub_core::Authentication::Sas { primary_key, .. } = view.record.authentication else {
+        panic!("{identity} has no symmetric keys")
+    };
+    primary_key
+}
+
+/// Creates an IoT Edge device and one child device in its scope; returns the edge's `$edgeHub`.
+async fn edge_with_child(hub: &hub_core::Hub, edge: &str, child: &str) -> Identity {
+    let spec = IdentitySpec {
+        iot_edge: Some(true),
+        ..IdentitySpec::default()
+    };
+    let view = hub
+        .put_identity(&device_identity(edge), spec, None)
+        .await
+        .expect("edge device");
+    let child_spec = IdentitySpec {
+        parent_scopes: Some(vec![view.record.device_scope.expect("edge scope")]),
+        ..IdentitySpec::default()
+    };
+    hub.put_identity(&device_identity(child), child_spec, None)
+        .await
+        .expect("child device");
+    module_identity(edge, "$edgeHub")
+}
+
+#[tokio::test]
+async fn edge_hubs_authenticate_on_behalf_of_their_scope() {
+    let fixture = Fixture::new().await;
+    let hub = &fixture.hub;
+    let edge_hub = edge_with_child(hub, "edge1", "leaf1").await;
+    let other_edge_hub = edge_with_child(hub, "edge2", "leaf2").await;
+    let disabled_edge_hub = edge_with_child(hub, "edge3", "leaf3").await;
+    let demoted_edge_hub = edge_with_child(hub, "edge4", "leaf4").await;
+    for identity in [
+        module_identity("edge1", "m1"),
+        module_identity("leaf1", "m1"),
+        device_identity("outsider"),
+    ] {
+        hub.put_identity(&identity, IdentitySpec::default(), None)
+            .await
+            .expect("identity");
+    }
+    let disable = IdentitySpec {
+        status: Some(IdentityStatus::Disabled),
+        ..IdentitySpec::default()
+    };
+    hub.put_identity(&device_identity("edge3"), disable, Some("*"))
+        .await
+        .expect("disable edge3");
+    let demote = IdentitySpec {
+        iot_edge: Some(false),
+        ..IdentitySpec::default()
+    };
+    hub.put_identity(&device_identity("edge4"), demote, Some("*"))
+        .await
+        .expect("edge4 without capabilities.iotEdge");
+    let key = primary_key(hub, &edge_hub).await;
+    let other_key = primary_key(hub, &other_edge_hub).await;
+    let disabled_key = primary_key(hub, &disabled_edge_hub).await;
+    let demoted_key = primary_key(hub, &demoted_edge_hub).await;
+    let leaf_key = primary_key(hub, &device_identity("leaf1")).await;
+    let cases = [
+        (
+            "child device",
+            device_identity("leaf1"),
+            device_token(&edge_hub, &key, expiry_in(3600)),
+        ),
+        (
+            "module of the edge",
+            module_identity("edge1", "m1"),
+            device_token(&edge_hub, &key, expiry_in(3600)),
+        ),
+        (
+            "module of a child",
+            module_identity("leaf1", "m1"),
+            device_token(&edge_hub, &key, expiry_in(3600)),
+        ),
+        (
+            "the edge device",
+            device_identity("edge1"),
+            device_token(&edge_hub, &key, expiry_in(3600)),
+        ),
+        (
+            "$edgeAgent of the edge",
+            module_identity("edge1", "$edgeAgent"),
+            device_token(&edge_hub, &key, expiry_in(3600)),
+        ),
+        (
+            "$edgeHub as itself",
+            edge_hub.clone(),
+            device_token(&edge_hub, &key, expiry_in(3600)),
+        ),
+        (
+            "device outside the scope",
+            device_identity("outsider"),
+            device_token(&edge_hub, &key, expiry_in(3600)),
+        ),
+        (
+            "child of another edge",
+            device_identity("leaf2"),
+            device_token(&edge_hub, &key, expiry_in(3600)),
+        ),
+        (
+            "other edge device",
+            device_identity("edge2"),
+            device_token(&edge_hub, &key, expiry_in(3600)),
+        ),
+        (
+            "other edge's own child",
+            device_identity("leaf2"),
+            device_token(&other_edge_hub, &other_key, expiry_in(3600)),
+        ),
+        (
+            "signed with the child's key",
+            device_identity("leaf1"),
+            device_token(&edge_hub, &leaf_key, expiry_in(3600)),
+        ),
+        (
+            "outsider, signed with the child's key",
+            device_identity("outsider"),
+            device_token(&edge_hub, &leaf_key, expiry_in(3600)),
+        ),
+        (
+            "signed with the other edge's key",
+            device_identity("leaf1"),
+            device_token(&edge_hub, &other_key, expiry_in(3600)),
+        ),
+        (
+            "expired",
+            device_identity("leaf1"),
+            device_token(&edge_hub, &key, expiry_in(-10)),
+        ),
+        (
+            "edge device disabled",
+            device_identity("leaf3"),
+            device_token(&disabled_edge_hub, &disabled_key, expiry_in(3600)),
+        ),
+        (
+            "edge device without iotEdge",
+            device_identity("leaf4"),
+            device_token(&demoted_edge_hub, &demoted_key, expiry_in(3600)),
+        ),
+        (
+            "unregistered edge",
+            device_identity("leaf1"),
+            device_token(&module_identity("ghost", "$edgeHub"), &key, expiry_in(3600)),
+        ),
+    ];
+    let mut lines = Vec::new();
+    for (name, identity, token) in cases {
+        let result = hub
+            .authenticate_device(&identity, DeviceCredential::SasToken(&token))
+            .await;
+        lines.push(match result {
+            Ok(device) => format!(
+                "{name}: ok {} {:?} expires {:?}",
+                device.identity, device.method, device.token_expiry_unix_secs
+            ),
+            Err(error) => format!("{name}: {error}"),
+        });
+    }
+    check(
+        lines,
+        expect![[r#"
+        child device: ok leaf1 DeviceSas expires Some(1800003600)
+        module of the edge: ok edge1/m1 ModuleSas expires Some(1800003600)
+        module of a child: ok leaf1/m1 ModuleSas expires Some(1800003600)
+        the edge device: ok edge1 DeviceSas expires Some(1800003600)
+        $edgeAgent of the edge: ok edge1/$edgeAgent ModuleSas expires Some(1800003600)
+        $edgeHub as itself: ok edge1/$edgeHub ModuleSas expires Some(1800003600)
+        device outside the scope: not authorized: outsider is not in the scope of edge device edge1
+        child of another edge: not authorized: leaf2 is not in the scope of edge device edge1
+        other edge device: not authorized: edge2 is not in the scope of edge device edge1
+        other edge's own child: ok leaf2 DeviceSas expires Some(1800003600)
+        signed with the child's key: not authorized: SAS token signature does not match the key
+        outsider, signed with the child's key: not authorized: SAS token signature does not match the key
+        signed with the other edge's key: not authorized: SAS token signature does not match the key
+        expired: not authorized: SAS token expired at 1799999990, now is 1800000000
+        edge device disabled: not authorized: edge3 is not an enabled IoT Edge device
+        edge device without iotEdge: not authorized: edge4 is not an enabled IoT Edge device
+        unregistered edge: not authorized: edge device ghost is not registered"#]],
+    );
+}
+
 fn c2d_message(text: &str) -> Message {
     Message::new(Bytes::from(text.to_owned())).with_application_property("k", Some("v"))
 }
