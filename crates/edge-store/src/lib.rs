@@ -16,6 +16,15 @@
 //! ([`Overflow::RefuseNew`]) so the caller withholds its PUBACK and waits on
 //! [`MessageStore::space_freed`].
 //!
+//! On disk, a store directory holds `log/` (the segment files of the shared log) and
+//! `cursors.ckpt` (every queue's first unacknowledged sequence, named `p<priority>#<endpoint>`).
+//! Opening scans the stored records once to rebuild the segment summaries (about 0.3 s for
+//! 1,000,000 messages of 256 bytes).
+//!
+//! Delivery is at least once: a batch handed out but not acknowledged before a crash (or a
+//! [`EndpointReader::rewind`]) is handed out again. A put that failed may still appear after a
+//! crash if its bytes reached the disk; it never appears half-written.
+//!
 //! ```
 //! use bytes::Bytes;
 //! use edge_store::{EndpointId, MessageStore, Overflow, Priority, StoreOptions, Target};
