@@ -107,7 +107,6 @@ mod error;
 mod events;
 mod routes;
 mod routing;
-mod server;
 mod wire;
 
 use std::net::SocketAddr;
@@ -124,9 +123,9 @@ use mqtt_frontend::ClientCertificate;
 pub use device_scope::DEVICE_SCOPE_API_VERSION;
 pub use error::ApiError;
 pub use events::{DEFAULT_CONSUMER_GROUP, event_json};
+pub use mqtt_frontend::https::{ConnectionInfo, serve_connection, serve_plain, serve_router};
 pub use routes::{APPLICATION_PROPERTY_HEADER_PREFIX, DEFAULT_DEVICE_LIST_SIZE, MAX_BULK_ENTRIES};
 pub use routing::HUB_CONFIGURATION_RIGHTS;
-pub use server::{ConnectionInfo, serve_connection, serve_plain, serve_router};
 pub use wire::{device_json, module_json, time_json};
 
 /// The path of MQTT over WebSocket.
