@@ -1,22 +1,21 @@
 //! The service REST API against a real hub (SQLite and telemetry log in a temporary directory):
 //! in-process requests through the router for most cases, and one real HTTPS connection.
 
+mod support;
+
 use std::sync::{Arc, OnceLock, Weak};
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use bytes::Bytes;
-use expect_test::{Expect, expect};
+use expect_test::expect;
 use http_body_util::BodyExt;
-use hub_core::{BoxFuture, C2dDelivery, DeviceConnections, Hub, HubOptions, MethodRequest};
-use iothub_auth::{PolicyName, ResourceScope, SasToken, SasTokenStyle, SymmetricKey};
+use hub_core::{BoxFuture, C2dDelivery, DeviceConnections, Hub, MethodRequest};
 use iothub_types::{DeviceId, Identity, Message};
 use serde_json::Value;
-use tower_service::Service;
+use support::check;
 
 /// The host name clients put in `HostName=`, with the port the service SDK then signs.
-const HOST: &str = "localhost";
 const HOST_WITH_PORT: &str = "localhost:8443";
 
 /// Answers every method request with status 200 and the request payload, like an echo device.
@@ -66,45 +65,32 @@ impl DeviceConnections for EchoDevices {
     }
 }
 
+/// The shared fixture with [`EchoDevices`] attached to its hub.
 struct Api {
-    _directory: tempfile::TempDir,
-    hub: Arc<Hub>,
-    router: Router,
+    base: support::Api,
     devices: Arc<EchoDevices>,
+}
+
+impl std::ops::Deref for Api {
+    type Target = support::Api;
+
+    fn deref(&self) -> &support::Api {
+        &self.base
+    }
 }
 
 impl Api {
     async fn new() -> Api {
-        let directory = tempfile::tempdir().expect("temporary directory");
-        let hub = Hub::open(directory.path(), HOST, HubOptions::default())
-            .await
-            .expect("hub");
+        let base = support::Api::new().await;
         let devices = Arc::new(EchoDevices::default());
-        devices.hub.set(Arc::downgrade(&hub)).ok();
-        hub.attach_connections(devices.clone());
-        let router = hub_api::router(hub.clone(), None);
-        Api {
-            _directory: directory,
-            hub,
-            router,
-            devices,
-        }
+        devices.hub.set(Arc::downgrade(&base.hub)).ok();
+        base.hub.attach_connections(devices.clone());
+        Api { base, devices }
     }
 
+    /// A token of `policy` signed, as the service SDK does, with the port in the host name.
     fn token(&self, policy: &str) -> String {
-        let policy_record = self.hub.policy(policy).expect("policy");
-        let scope = ResourceScope::parse_resource_uri(HOST_WITH_PORT).expect("scope");
-        let key = SymmetricKey::from_base64(&policy_record.primary_key).expect("key");
-        let expiry = u64::try_from(chrono::Utc::now().timestamp() + 3600).expect("time");
-        let name = PolicyName::new(policy).expect("name");
-        SasToken::sign(
-            SasTokenStyle::ServiceSdkRest,
-            &scope,
-            &key,
-            Some(&name),
-            expiry,
-        )
-        .to_string()
+        self.policy_token(policy, HOST_WITH_PORT)
     }
 
     /// Sends a request as `policy` (or without credentials) and returns status, headers and body.
@@ -130,15 +116,7 @@ impl Api {
             request = request.header("content-type", "application/json; charset=utf-8");
         }
         let request = request.body(Body::from(body.to_owned())).expect("request");
-        let response = self.router.clone().call(request).await.expect("infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let (status, headers, bytes) = self.call(request).await;
         (
             status,
             headers,
@@ -224,10 +202,6 @@ fn render(
         status.as_u16(),
         extras.join(" ")
     )
-}
-
-fn check(lines: Vec<String>, expected: Expect) {
-    expected.assert_eq(&lines.join("\n"));
 }
 
 #[tokio::test]

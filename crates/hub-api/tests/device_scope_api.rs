@@ -1,121 +1,23 @@
 //! `GET /devices/{id}/modules/$edgeHub/devicesAndModulesInDeviceScope`: what an edge device's
 //! scope holds, who may read it, and paging through it.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+mod support;
 
-use axum::Router;
+use std::collections::BTreeSet;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use expect_test::{Expect, expect};
-use http_body_util::BodyExt;
-use hub_core::{Authentication, AuthenticationSpec, Hub, HubOptions, IdentitySpec, IdentityStatus};
-use iothub_auth::{PolicyName, ResourceScope, SasToken, SasTokenStyle, SymmetricKey};
-use iothub_types::{DeviceId, Identity, ModuleId};
+use expect_test::expect;
+use hub_core::{AuthenticationSpec, IdentitySpec, IdentityStatus};
 use serde_json::Value;
-use tower_service::Service;
+use support::{Api, Caller, check, error_code, identity};
 
-const HOST: &str = "localhost";
 const SCOPE_PATH: &str = "/devices/edge1/modules/$edgeHub/devicesAndModulesInDeviceScope";
 
-struct Api {
-    _directory: tempfile::TempDir,
-    hub: Arc<Hub>,
-    router: Router,
-}
-
-/// Who signs a request.
-#[derive(Clone, Copy)]
-enum Caller<'a> {
-    Nobody,
-    Policy(&'a str),
-    /// An identity (`device` or `device/module`) with its own primary key.
-    Own(&'a str),
-    /// An identity's token signed with a random key.
-    Forged(&'a str),
-}
-
-fn identity(text: &str) -> Identity {
-    match text.split_once('/') {
-        None => Identity::device(DeviceId::new(text).expect("device id")),
-        Some((device, module)) => Identity::module(
-            DeviceId::new(device).expect("device id"),
-            ModuleId::new(module).expect("module id"),
-        ),
-    }
-}
-
 impl Api {
-    async fn new() -> Api {
-        let directory = tempfile::tempdir().expect("temporary directory");
-        let hub = Hub::open(directory.path(), HOST, HubOptions::default())
-            .await
-            .expect("hub");
-        let router = hub_api::router(hub.clone(), None);
-        Api {
-            _directory: directory,
-            hub,
-            router,
-        }
-    }
-
-    async fn create(&self, name: &str, spec: IdentitySpec) {
-        self.hub
-            .put_identity(&identity(name), spec, None)
-            .await
-            .expect("create identity");
-    }
-
     async fn edge_scope(&self, edge: &str) -> String {
         let view = self.hub.get_identity(&identity(edge)).await.expect("edge");
         view.record.device_scope.expect("edge devices have a scope")
-    }
-
-    async fn key(&self, name: &str) -> SymmetricKey {
-        let view = self
-            .hub
-            .get_identity(&identity(name))
-            .await
-            .expect("identity");
-        let Authentication::Sas { primary_key, .. } = view.record.authentication else {
-            panic!("{name} has no symmetric keys");
-        };
-        SymmetricKey::from_base64(&primary_key).expect("key")
-    }
-
-    async fn token(&self, caller: Caller<'_>) -> Option<String> {
-        let expiry = u64::try_from(chrono::Utc::now().timestamp() + 3600).expect("time");
-        let host = iothub_auth::HostName::new(HOST).expect("host");
-        match caller {
-            Caller::Nobody => None,
-            Caller::Policy(policy) => {
-                let record = self.hub.policy(policy).expect("policy");
-                let key = SymmetricKey::from_base64(&record.primary_key).expect("key");
-                let name = PolicyName::new(policy).expect("name");
-                let scope = ResourceScope::hub(host);
-                Some(
-                    SasToken::sign(
-                        SasTokenStyle::ServiceSdkRest,
-                        &scope,
-                        &key,
-                        Some(&name),
-                        expiry,
-                    )
-                    .to_string(),
-                )
-            }
-            Caller::Own(name) | Caller::Forged(name) => {
-                let key = match caller {
-                    Caller::Own(_) => self.key(name).await,
-                    _ => SymmetricKey::generate_random(),
-                };
-                let scope = ResourceScope::for_identity(host, &identity(name));
-                Some(
-                    SasToken::sign(SasTokenStyle::DeviceSdk, &scope, &key, None, expiry)
-                        .to_string(),
-                )
-            }
-        }
     }
 
     async fn get(&self, caller: Caller<'_>, path_and_query: &str) -> (StatusCode, Value) {
@@ -123,19 +25,8 @@ impl Api {
         if let Some(token) = self.token(caller).await {
             request = request.header("authorization", token);
         }
-        let request = request.body(Body::empty()).expect("request");
-        let response = self.router.clone().call(request).await.expect("infallible");
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
+        self.call_json(request.body(Body::empty()).expect("request"))
             .await
-            .expect("body")
-            .to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
     }
 
     /// `path as caller -> status` with the number of devices, or the error code.
@@ -166,16 +57,6 @@ impl Api {
         };
         format!("{} {summary}", status.as_u16())
     }
-}
-
-fn error_code(value: &Value) -> String {
-    value["Message"]
-        .as_str()
-        .unwrap_or_default()
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 fn render_page(page: &Value) -> String {
@@ -220,10 +101,6 @@ fn render_page(page: &Value) -> String {
     }
     lines.push(format!("\n  continuationLink={}", page["continuationLink"]));
     lines.concat()
-}
-
-fn check(lines: Vec<String>, expected: Expect) {
-    expected.assert_eq(&lines.join("\n"));
 }
 
 fn edge() -> IdentitySpec {

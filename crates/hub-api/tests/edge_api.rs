@@ -1,95 +1,15 @@
 //! IoT Edge routes of the service API: `applyConfigurationContent` and the device-scoped access an
 //! edge device has with its own key (its own module identities, nothing else).
 
-use std::sync::Arc;
+mod support;
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use expect_test::{Expect, expect};
-use http_body_util::BodyExt;
-use hub_core::{Authentication, Hub, HubOptions};
-use iothub_auth::{PolicyName, ResourceScope, SasToken, SasTokenStyle, SymmetricKey};
-use iothub_types::{DeviceId, Identity};
+use expect_test::expect;
 use serde_json::{Value, json};
-use tower_service::Service;
-
-const HOST: &str = "localhost";
-
-/// Who signs a request.
-#[derive(Clone, Copy)]
-enum Caller<'a> {
-    /// A shared access policy (service SDK spelling, hub-scoped, with `skn`).
-    Policy(&'a str),
-    /// A device with its own primary key (device-scoped, no `skn`).
-    Device(&'a str),
-    /// A device token signed with a wrong key.
-    ForgedDevice(&'a str),
-}
-
-struct Api {
-    _directory: tempfile::TempDir,
-    hub: Arc<Hub>,
-    router: Router,
-}
+use support::{Api, Caller, check, error_code};
 
 impl Api {
-    async fn new() -> Api {
-        let directory = tempfile::tempdir().expect("temporary directory");
-        let hub = Hub::open(directory.path(), HOST, HubOptions::default())
-            .await
-            .expect("hub");
-        let router = hub_api::router(hub.clone(), None);
-        Api {
-            _directory: directory,
-            hub,
-            router,
-        }
-    }
-
-    async fn token(&self, caller: Caller<'_>) -> String {
-        let expiry = u64::try_from(chrono::Utc::now().timestamp() + 3600).expect("time");
-        match caller {
-            Caller::Policy(policy) => {
-                let record = self.hub.policy(policy).expect("policy");
-                let key = SymmetricKey::from_base64(&record.primary_key).expect("key");
-                let scope = ResourceScope::parse_resource_uri(HOST).expect("scope");
-                let name = PolicyName::new(policy).expect("name");
-                SasToken::sign(
-                    SasTokenStyle::ServiceSdkRest,
-                    &scope,
-                    &key,
-                    Some(&name),
-                    expiry,
-                )
-                .to_string()
-            }
-            Caller::Device(device) | Caller::ForgedDevice(device) => {
-                let key = match caller {
-                    Caller::Device(_) => self.device_key(device).await,
-                    _ => SymmetricKey::generate_random(),
-                };
-                let scope = ResourceScope::device(
-                    iothub_auth::HostName::new(HOST).expect("host"),
-                    DeviceId::new(device).expect("device id"),
-                );
-                SasToken::sign(SasTokenStyle::DeviceSdk, &scope, &key, None, expiry).to_string()
-            }
-        }
-    }
-
-    async fn device_key(&self, device: &str) -> SymmetricKey {
-        let view = self
-            .hub
-            .get_identity(&Identity::device(DeviceId::new(device).expect("device id")))
-            .await
-            .expect("device");
-        let Authentication::Sas { primary_key, .. } = view.record.authentication else {
-            panic!("{device} has no symmetric keys");
-        };
-        SymmetricKey::from_base64(&primary_key).expect("key")
-    }
-
     async fn send(
         &self,
         caller: Caller<'_>,
@@ -97,23 +17,15 @@ impl Api {
         path: &str,
         body: &str,
     ) -> (StatusCode, Value) {
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(format!("{path}?api-version=2021-04-12"))
-            .header("authorization", self.token(caller).await)
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_owned()))
-            .expect("request");
-        let response = self.router.clone().call(request).await.expect("infallible");
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
+            .header("content-type", "application/json");
+        if let Some(token) = self.token(caller).await {
+            request = request.header("authorization", token);
+        }
+        self.call_json(request.body(Body::from(body.to_owned())).expect("request"))
             .await
-            .expect("body")
-            .to_bytes();
-        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, value)
     }
 
     /// One request rendered as `METHOD path -> status summary` for snapshots.
@@ -155,20 +67,10 @@ fn summary(value: &Value) -> String {
         Value::Object(map) if map.contains_key("deviceId") => {
             format!("device {}", value["deviceId"].as_str().unwrap_or("?"))
         }
-        Value::Object(map) if map.contains_key("Message") => map["Message"]
-            .as_str()
-            .unwrap_or_default()
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .to_owned(),
+        Value::Object(map) if map.contains_key("Message") => error_code(value),
         Value::Null => "(empty)".to_owned(),
         other => other.to_string(),
     }
-}
-
-fn check(lines: Vec<String>, expected: Expect) {
-    expected.assert_eq(&lines.join("\n"));
 }
 
 fn deployment() -> Value {
@@ -303,7 +205,7 @@ async fn an_edge_device_manages_only_its_own_module_identities_with_its_own_key(
     api.create_device("edge1", true).await;
     api.create_device("edge2", true).await;
     api.create_device("plain", false).await;
-    let edge = Caller::Device("edge1");
+    let edge = Caller::Own("edge1");
     let module =
         r#"{"moduleId": "sensor", "managedBy": "IotEdge", "authentication": {"type": "sas"}}"#;
     let lines = vec![
@@ -343,14 +245,14 @@ async fn an_edge_device_manages_only_its_own_module_identities_with_its_own_key(
         )
         .await,
         api.line(
-            Caller::Device("plain"),
+            Caller::Own("plain"),
             Method::GET,
             "/devices/plain/modules",
             "",
         )
         .await,
         api.line(
-            Caller::ForgedDevice("edge1"),
+            Caller::Forged("edge1"),
             Method::GET,
             "/devices/edge1/modules",
             "",
