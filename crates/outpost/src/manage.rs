@@ -154,6 +154,9 @@ pub enum DeviceCommand {
         /// Device scope of the parent edge device (makes this device its child).
         #[arg(long)]
         parent_scope: Option<String>,
+        /// The parent edge device's id: its deviceScope becomes this device's parent scope.
+        #[arg(long, value_name = "EDGE_ID", conflicts_with = "parent_scope")]
+        parent: Option<String>,
         /// Create it disabled.
         #[arg(long)]
         disabled: bool,
@@ -193,8 +196,18 @@ pub async fn device(args: DeviceArgs) -> anyhow::Result<()> {
             x509_thumbprint,
             x509_ca,
             parent_scope,
+            parent,
             disabled,
         } => {
+            let parent_scope = match parent {
+                Some(edge_id) => {
+                    let edge = get_device(&client, &edge_id)
+                        .await
+                        .with_context(|| format!("cannot read the parent device {edge_id}"))?;
+                    Some(edge_device_scope(&edge_id, &edge)?)
+                }
+                None => parent_scope,
+            };
             let authentication = match (x509_thumbprint, x509_ca) {
                 (Some(thumbprint), _) => {
                     json!({"type": "selfSigned", "x509Thumbprint": {"primaryThumbprint": thumbprint}})
@@ -298,6 +311,22 @@ pub async fn device(args: DeviceArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The `deviceScope` of `device` (the service API's JSON of device `device_id`), which must be an
+/// IoT Edge device: only those have children.
+fn edge_device_scope(device_id: &str, device: &Value) -> anyhow::Result<String> {
+    if device.pointer("/capabilities/iotEdge") != Some(&Value::Bool(true)) {
+        return Err(anyhow!(
+            "{device_id} is not an IoT Edge device (capabilities.iotEdge is not true), so it cannot be a parent; create it with --edge"
+        ));
+    }
+    device
+        .get("deviceScope")
+        .and_then(Value::as_str)
+        .filter(|scope| !scope.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("the edge device {device_id} has no deviceScope"))
 }
 
 fn hub_host(hub: &HubConnection) -> anyhow::Result<String> {
@@ -818,4 +847,39 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::edge_device_scope;
+
+    #[test]
+    fn only_edge_devices_lend_their_scope_to_children() {
+        let cases = [
+            json!({"capabilities": {"iotEdge": true}, "deviceScope": "ms-azure-iot-edge://gw-1"}),
+            json!({"capabilities": {"iotEdge": false}, "deviceScope": "ms-azure-iot-edge://gw-1"}),
+            json!({"deviceScope": "ms-azure-iot-edge://gw-1"}),
+            json!({"capabilities": {"iotEdge": true}}),
+            json!({"capabilities": {"iotEdge": true}, "deviceScope": ""}),
+        ];
+        let outcomes: Vec<String> = cases
+            .iter()
+            .map(|device| match edge_device_scope("gw", device) {
+                Ok(scope) => format!("ok {scope}"),
+                Err(error) => format!("error {error}"),
+            })
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                "ok ms-azure-iot-edge://gw-1",
+                "error gw is not an IoT Edge device (capabilities.iotEdge is not true), so it cannot be a parent; create it with --edge",
+                "error gw is not an IoT Edge device (capabilities.iotEdge is not true), so it cannot be a parent; create it with --edge",
+                "error the edge device gw has no deviceScope",
+                "error the edge device gw has no deviceScope",
+            ]
+        );
+    }
 }

@@ -155,7 +155,11 @@ fn modules_and_a_leaf_device_work_through_the_edge_hub_online_and_through_an_out
         .as_str()
         .expect("edge deviceScope")
         .to_owned();
-    hub.cli_ok(&["device", "create", LEAF, "--parent-scope", &scope]);
+    let leaf_json: Value = serde_json::from_str(&hub.cli_ok(&[
+        "device", "create", LEAF, "--parent", EDGE, "--output", "json",
+    ]))
+    .expect("device JSON");
+    assert_eq!(leaf_json["parentScopes"], serde_json::json!([scope]));
     hub.cli_ok(&["device", "create", "stranger"]);
     let leaf_cs = format!(
         "{};GatewayHostName={gateway}",
