@@ -145,6 +145,8 @@ struct Observed {
     puts: BTreeMap<u64, (u64, String)>,
     /// Per endpoint: sequences handed out by a child.
     handed_out: [BTreeSet<u64>; 2],
+    /// Messages a child handed out although an earlier child had already handed them out.
+    redelivered_by_children: usize,
 }
 
 fn run_child_round(directory: &Path, round: u64, observed: &mut Observed) {
@@ -174,7 +176,9 @@ fn run_child_round(directory: &Path, round: u64, observed: &mut Observed) {
             Some("got") => {
                 let index: usize = words.next().unwrap().parse().unwrap();
                 let sequence: u64 = words.next().unwrap().parse().unwrap();
-                observed.handed_out[index].insert(sequence);
+                if !observed.handed_out[index].insert(sequence) {
+                    observed.redelivered_by_children += 1;
+                }
             }
             _ => panic!("unexpected child output {line:?}"),
         }
@@ -234,8 +238,9 @@ fn run_parent() {
         }
         let handed_out: usize = observed.handed_out.iter().map(BTreeSet::len).sum();
         println!(
-            "acknowledged puts: {}, handed out before crashes: {handed_out}, delivered after the last crash: {delivered_now}, duplicates (handed out before a crash, ack not durable): {duplicates}",
-            observed.puts.len()
+            "acknowledged puts: {}, handed out before crashes: {handed_out}, delivered after the last crash: {delivered_now}, duplicates (handed out again after a crash because the ack was not durable yet): {}",
+            observed.puts.len(),
+            duplicates + observed.redelivered_by_children
         );
         store.close().await.unwrap();
     });
