@@ -41,6 +41,114 @@ enum Command {
     IdleConnections(IdleArgs),
     /// Direct-method round-trip latency through the hub's REST API to a device that answers at once.
     MethodRtt(MethodArgs),
+    /// Edge hub QoS 1 throughput, module → route → module and module → $upstream, vs Mosquitto pub/sub.
+    EdgeThroughput(EdgeThroughputArgs),
+    /// RSS of `outpost edge run`: agent alone, with its edge hub idle, with leaf devices connected.
+    /// Needs `ulimit -n` above --leaves.
+    EdgeMemory(EdgeMemoryArgs),
+    /// Hub outage: messages stored by the edge hub, time to the first delivered after the hub returns, drain rate.
+    EdgeRecovery(EdgeRecoveryArgs),
+    /// Cold start of `outpost edge run` until every module of a stored process deployment runs.
+    EdgeColdStart(EdgeColdStartArgs),
+}
+
+#[derive(Args)]
+struct EdgeThroughputArgs {
+    /// Publishing modules (and Mosquitto publishers), each on its own connection.
+    #[arg(long, default_value_t = 4)]
+    publishers: usize,
+    /// QoS 1 messages each publisher sends per round.
+    #[arg(long, default_value_t = 5000)]
+    messages_per_publisher: u64,
+    /// Payload size in bytes.
+    #[arg(long, default_value_t = 256)]
+    payload_bytes: usize,
+    /// Unacknowledged PUBLISHes allowed per connection.
+    #[arg(long, default_value_t = 10)]
+    window: usize,
+    /// Measured rounds per path; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Messages per publisher in the unrecorded warm-up round of each path.
+    #[arg(long, default_value_t = 200)]
+    warmup_messages_per_publisher: u64,
+    /// A round that takes longer than this fails.
+    #[arg(long, default_value_t = 300)]
+    round_timeout_secs: u64,
+    /// Which paths to run, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "edge-route,edge-upstream,mosquitto-tcp,mosquitto-tls"
+    )]
+    targets: Vec<loadgen::edge_throughput::EdgeTarget>,
+    /// `--edge-hub-store-max-bytes` for the edge runtime [default: the runtime's].
+    #[arg(long)]
+    store_max_bytes: Option<u64>,
+}
+
+#[derive(Args)]
+struct EdgeMemoryArgs {
+    /// Process modules in the deployment.
+    #[arg(long, default_value_t = 10)]
+    modules: usize,
+    /// Leaf devices connected to the edge hub.
+    #[arg(long, default_value_t = 1000)]
+    leaves: usize,
+    /// Runs, each with fresh edge runtimes; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Handshakes in progress at once.
+    #[arg(long, default_value_t = 32)]
+    connect_concurrency: usize,
+    /// Pause before each RSS reading, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    settle_millis: u64,
+}
+
+#[derive(Args)]
+struct EdgeRecoveryArgs {
+    /// Messages stored while the hub is down, per run.
+    #[arg(long, default_value_t = 100_000)]
+    messages: u64,
+    /// Publishing modules.
+    #[arg(long, default_value_t = 4)]
+    publishers: usize,
+    /// Payload size in bytes.
+    #[arg(long, default_value_t = 256)]
+    payload_bytes: usize,
+    /// Unacknowledged PUBLISHes allowed per connection.
+    #[arg(long, default_value_t = 10)]
+    window: usize,
+    /// Outages; medians are reported.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// Seconds the hub stays down after the last message was stored.
+    #[arg(long, default_value_t = 5)]
+    offline_secs: u64,
+    /// `--edge-hub-store-max-bytes` for the edge runtime [default: the runtime's].
+    #[arg(long)]
+    store_max_bytes: Option<u64>,
+    /// A drain that takes longer than this fails.
+    #[arg(long, default_value_t = 3600)]
+    drain_timeout_secs: u64,
+}
+
+#[derive(Args)]
+struct EdgeColdStartArgs {
+    /// Process modules in the deployment.
+    #[arg(long, default_value_t = 5)]
+    modules: usize,
+    /// Measured cold starts; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// How often `outpost edge list` is polled, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    poll_millis: u64,
+    /// Run the agent alone (`--no-edge-hub`).
+    #[arg(long)]
+    no_edge_hub: bool,
 }
 
 #[derive(Args)]
@@ -176,6 +284,64 @@ fn main() -> anyhow::Result<()> {
                     hub_hostname: cli.common.hub_hostname,
                 };
                 loadgen::method_rtt::run(&options, &programs)
+                    .await
+                    .map(|report| report.to_markdown())
+            }
+            Command::EdgeThroughput(args) => {
+                let options = loadgen::edge_throughput::EdgeThroughputOptions {
+                    publishers: args.publishers,
+                    messages_per_publisher: args.messages_per_publisher,
+                    payload_bytes: args.payload_bytes,
+                    window: args.window,
+                    runs: args.runs,
+                    warmup_messages_per_publisher: args.warmup_messages_per_publisher,
+                    round_timeout: Duration::from_secs(args.round_timeout_secs),
+                    targets: args.targets,
+                    mosquitto: MosquittoSettings {
+                        unlimited_queue: true,
+                        tcp_nodelay: false,
+                    },
+                    store_max_bytes: args.store_max_bytes,
+                };
+                loadgen::edge_throughput::run(&options, &programs)
+                    .await
+                    .map(|report| report.to_markdown())
+            }
+            Command::EdgeMemory(args) => {
+                let options = loadgen::edge_memory::EdgeMemoryOptions {
+                    modules: args.modules,
+                    leaves: args.leaves,
+                    runs: args.runs,
+                    connect_concurrency: args.connect_concurrency,
+                    settle: Duration::from_millis(args.settle_millis),
+                };
+                loadgen::edge_memory::run(&options, &programs)
+                    .await
+                    .map(|report| report.to_markdown())
+            }
+            Command::EdgeRecovery(args) => {
+                let options = loadgen::edge_recovery::RecoveryOptions {
+                    messages: args.messages,
+                    publishers: args.publishers,
+                    payload_bytes: args.payload_bytes,
+                    window: args.window,
+                    runs: args.runs,
+                    offline: Duration::from_secs(args.offline_secs),
+                    store_max_bytes: args.store_max_bytes,
+                    drain_timeout: Duration::from_secs(args.drain_timeout_secs),
+                };
+                loadgen::edge_recovery::run(&options, &programs)
+                    .await
+                    .map(|report| report.to_markdown())
+            }
+            Command::EdgeColdStart(args) => {
+                let options = loadgen::edge_cold_start::ColdStartOptions {
+                    modules: args.modules,
+                    runs: args.runs,
+                    poll: Duration::from_millis(args.poll_millis),
+                    no_edge_hub: args.no_edge_hub,
+                };
+                loadgen::edge_cold_start::run(&options, &programs)
                     .await
                     .map(|report| report.to_markdown())
             }

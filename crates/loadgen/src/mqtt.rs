@@ -14,12 +14,16 @@ use mqtt_codec::{
     SubscribeReturnCode,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 
-use crate::transport::{BoxedStream, ByteStream};
+use crate::transport::{BoxedStream, ByteStream, Endpoint};
 
 /// The largest packet the client accepts (IoT Hub's 256 KB message limit plus headroom).
 pub const MAX_PACKET_SIZE: usize = 512 * 1024;
+
+/// How many clients connect at the same time while a round is being set up.
+const CONNECT_CONCURRENCY: usize = 32;
 
 /// How long the server may take to answer CONNECT or SUBSCRIBE.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -263,6 +267,127 @@ pub async fn publish_with_window<S: ByteStream>(
         .await
         .context("the acknowledgement task failed")??;
     Ok((outcome, reader, writer))
+}
+
+/// Connects `options` to `endpoint`, subscribes to `filter` at QoS 1, and returns a task that
+/// acknowledges every delivery and ends when `expected` messages have arrived, with the instant the
+/// last one did.
+pub async fn start_counting_subscriber(
+    endpoint: &Endpoint,
+    options: &ConnectOptions,
+    filter: &str,
+    expected: u64,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<Instant>>> {
+    let stream = endpoint.connect().await?;
+    let (mut reader, mut writer) = connect(stream, options).await?;
+    subscribe(&mut reader, &mut writer, filter, QoS::AtLeastOnce).await?;
+    Ok(tokio::spawn(async move {
+        let mut received = 0u64;
+        let mut batch = Vec::new();
+        while received < expected {
+            batch.clear();
+            reader.next_batch(&mut batch).await?;
+            for packet in batch.drain(..) {
+                if let Packet::Publish(publish) = packet {
+                    received += 1;
+                    if let Some(packet_id) = publish.packet_id {
+                        writer.queue(&Packet::PubAck(packet_id))?;
+                    }
+                }
+            }
+            writer.flush().await?;
+        }
+        let finished = Instant::now();
+        writer.disconnect().await;
+        Ok(finished)
+    }))
+}
+
+/// Connects every client, a few at a time, and returns the connections in the clients' order.
+pub async fn connect_all(
+    endpoint: &Endpoint,
+    clients: &[ConnectOptions],
+) -> anyhow::Result<Vec<(PacketReader<BoxedStream>, PacketWriter<BoxedStream>)>> {
+    let limit = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
+    let mut connecting = JoinSet::new();
+    for (index, client) in clients.iter().enumerate() {
+        let permit = limit.clone().acquire_owned().await?;
+        let endpoint = endpoint.clone();
+        let client = client.clone();
+        connecting.spawn(async move {
+            let stream = endpoint.connect().await?;
+            let connection = connect(stream, &client).await?;
+            drop(permit);
+            Ok::<_, anyhow::Error>((index, connection))
+        });
+    }
+    let mut connections: Vec<Option<_>> = (0..clients.len()).map(|_| None).collect();
+    while let Some(joined) = connecting.join_next().await {
+        let (index, connection) = joined.context("a connecting task failed")??;
+        connections[index] = Some(connection);
+    }
+    Ok(connections.into_iter().flatten().collect())
+}
+
+/// Publishers that are connected and wait for one start signal.
+pub struct ReadyPublishers {
+    start: watch::Sender<bool>,
+    tasks: JoinSet<anyhow::Result<PublisherOutcome>>,
+}
+
+impl ReadyPublishers {
+    /// Connects every publisher to `endpoint`; each will publish `count` QoS 1 messages of `payload`
+    /// to its topic with at most `window` unacknowledged, once started.
+    pub async fn connect(
+        endpoint: &Endpoint,
+        publishers: &[(ConnectOptions, String)],
+        payload: &Bytes,
+        count: u64,
+        window: usize,
+    ) -> anyhow::Result<ReadyPublishers> {
+        let clients: Vec<ConnectOptions> = publishers
+            .iter()
+            .map(|(client, _)| client.clone())
+            .collect();
+        let connections = connect_all(endpoint, &clients).await?;
+        let (start, start_receiver) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        for ((reader, writer), (_, topic)) in connections.into_iter().zip(publishers) {
+            let mut start = start_receiver.clone();
+            let topic = topic.clone();
+            let payload = payload.clone();
+            tasks.spawn(async move {
+                start
+                    .wait_for(|started| *started)
+                    .await
+                    .context("the round was abandoned")?;
+                let (outcome, _reader, writer) =
+                    publish_with_window(reader, writer, &topic, payload, count, window).await?;
+                writer.disconnect().await;
+                Ok::<_, anyhow::Error>(outcome)
+            });
+        }
+        Ok(ReadyPublishers { start, tasks })
+    }
+
+    /// Lets every publisher go and returns the moment it did.
+    pub fn start(&self) -> Instant {
+        let started = Instant::now();
+        self.start.send_replace(true);
+        started
+    }
+
+    /// Waits for every publisher; returns the PUBACKs received and when the last one arrived.
+    pub async fn finish(mut self, started: Instant) -> anyhow::Result<(u64, Instant)> {
+        let mut acknowledged = 0;
+        let mut last_acknowledgement = started;
+        while let Some(joined) = self.tasks.join_next().await {
+            let outcome = joined.context("a publisher task failed")??;
+            acknowledged += outcome.acknowledged;
+            last_acknowledgement = last_acknowledgement.max(outcome.last_acknowledgement);
+        }
+        Ok((acknowledged, last_acknowledgement))
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,11 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Spawns `command` with its standard output and error going to `log_path`.
-    fn spawn(name: &str, mut command: Command, log_path: PathBuf) -> anyhow::Result<ServerProcess> {
+    pub(crate) fn spawn(
+        name: &str,
+        mut command: Command,
+        log_path: PathBuf,
+    ) -> anyhow::Result<ServerProcess> {
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         command
@@ -57,6 +61,18 @@ impl ServerProcess {
         parse_vm_rss_kib(&status).ok_or_else(|| anyhow!("{path} has no VmRSS line"))
     }
 
+    /// The resident set now, split into anonymous memory (heap, stacks) and file-backed pages (the
+    /// program's code and data), in KiB: `(VmRSS, RssAnon, RssFile)`.
+    pub fn resident_breakdown_kib(&self) -> anyhow::Result<(u64, u64, u64)> {
+        let path = format!("/proc/{}/status", self.pid);
+        let status =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        let field = |name: &str| {
+            parse_status_kib(&status, name).ok_or_else(|| anyhow!("{path} has no {name} line"))
+        };
+        Ok((field("VmRSS")?, field("RssAnon")?, field("RssFile")?))
+    }
+
     /// Fails with the end of the server's log if it has exited.
     pub fn ensure_running(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {
@@ -71,7 +87,7 @@ impl ServerProcess {
     }
 
     /// Waits until `address` accepts TCP connections and `ready` holds, failing early if the server exits.
-    async fn wait_until_listening(
+    pub(crate) async fn wait_until_listening(
         &mut self,
         addresses: &[SocketAddr],
         ready: impl Fn() -> bool,
@@ -97,6 +113,12 @@ impl ServerProcess {
             }
             tokio::time::sleep(START_POLL_INTERVAL).await;
         }
+    }
+
+    /// Kills the server with SIGKILL (no chance to flush or say goodbye) and waits for it to exit.
+    pub async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
     }
 
     /// Stops the server and waits for it to exit.
@@ -170,27 +192,30 @@ impl HubServer {
         ip: IpAddr,
         hostname: &str,
     ) -> anyhow::Result<HubServer> {
+        HubServer::start_on(programs, free_port(ip)?, free_port(ip)?, hostname).await
+    }
+
+    /// Starts `outpost hub serve` on a fresh data directory, listening on the given addresses (an edge
+    /// device reaches its hub on ports 8883 and 443 of the hub's host name).
+    pub async fn start_on(
+        programs: &Programs,
+        mqtt_address: SocketAddr,
+        https_address: SocketAddr,
+        hostname: &str,
+    ) -> anyhow::Result<HubServer> {
         let data_dir = tempfile::Builder::new()
             .prefix("outpost-loadgen-hub-")
             .tempdir()?;
-        let mqtt_address = free_port(ip)?;
-        let https_address = free_port(ip)?;
-        let hub_dir = data_dir.path().join("hub");
-        let mut command = Command::new(&programs.outpost);
-        command
-            .args(["hub", "serve", "--data-dir"])
-            .arg(&hub_dir)
-            .args(["--hostname", hostname])
-            .arg("--mqtt-addr")
-            .arg(mqtt_address.to_string())
-            .arg("--https-addr")
-            .arg(https_address.to_string())
-            .env(
-                "OUTPOST_LOG",
-                std::env::var("OUTPOST_LOG").unwrap_or_else(|_| "warn".to_owned()),
-            );
+        let command = hub_command(
+            programs,
+            &data_dir.path().join("hub"),
+            hostname,
+            mqtt_address,
+            https_address,
+        );
         let mut process =
             ServerProcess::spawn("the outpost hub", command, data_dir.path().join("hub.log"))?;
+        let hub_dir = data_dir.path().join("hub");
         let connection_string_path = hub_dir.join("owner-connection-string");
         let ca_path = hub_dir.join("ca.pem");
         process
@@ -212,6 +237,62 @@ impl HubServer {
             data_dir,
         })
     }
+
+    /// Starts the hub again on the same data directory and addresses after it was killed, polling its
+    /// MQTT port every millisecond, and returns the moment it first accepted a connection.
+    pub async fn restart(&mut self, programs: &Programs) -> anyhow::Result<Instant> {
+        let command = hub_command(
+            programs,
+            &self.data_dir.path().join("hub"),
+            &self.hostname,
+            self.mqtt_address,
+            self.https_address,
+        );
+        let restarts = std::fs::read_dir(self.data_dir.path())?.count();
+        self.process = ServerProcess::spawn(
+            "the restarted outpost hub",
+            command,
+            self.data_dir.path().join(format!("hub-{restarts}.log")),
+        )?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            self.process.ensure_running()?;
+            if tokio::net::TcpStream::connect(self.mqtt_address)
+                .await
+                .is_ok()
+            {
+                return Ok(Instant::now());
+            }
+            if Instant::now() > deadline {
+                bail!("the restarted hub did not listen within {START_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// The `outpost hub serve` command line for a data directory and listeners.
+fn hub_command(
+    programs: &Programs,
+    hub_dir: &Path,
+    hostname: &str,
+    mqtt_address: SocketAddr,
+    https_address: SocketAddr,
+) -> Command {
+    let mut command = Command::new(&programs.outpost);
+    command
+        .args(["hub", "serve", "--data-dir"])
+        .arg(hub_dir)
+        .args(["--hostname", hostname])
+        .arg("--mqtt-addr")
+        .arg(mqtt_address.to_string())
+        .arg("--https-addr")
+        .arg(https_address.to_string())
+        .env(
+            "OUTPOST_LOG",
+            std::env::var("OUTPOST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        );
+    command
 }
 
 impl HubServer {
@@ -360,9 +441,14 @@ fn write_mosquitto_tls_files(
 
 /// The `VmRSS` value of a `/proc/PID/status` text, in KiB.
 pub fn parse_vm_rss_kib(status: &str) -> Option<u64> {
+    parse_status_kib(status, "VmRSS")
+}
+
+/// A `name:` line of a `/proc/PID/status` text (such as `RssAnon`), in KiB.
+pub fn parse_status_kib(status: &str, name: &str) -> Option<u64> {
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|number| number.parse().ok())
 }
@@ -463,12 +549,13 @@ mod tests {
                       Max cpu time              unlimited            unlimited            seconds   \n\
                       Max open files            20000                unlimited            files     \n";
         let rendered = format!(
-            "{:?} {:?} {:?} {:?}",
+            "{:?} {:?} {:?} {:?} {:?}",
             parse_vm_rss_kib(status),
+            parse_status_kib(status, "RssAnon"),
             parse_vm_rss_kib("Name: x\n"),
             parse_open_files_limit(limits),
             parse_open_files_limit("Max open files  lots  20000 files"),
         );
-        expect!["Some(12345) None Some((Some(20000), None)) None"].assert_eq(&rendered);
+        expect!["Some(12345) Some(9000) None Some((Some(20000), None)) None"].assert_eq(&rendered);
     }
 }

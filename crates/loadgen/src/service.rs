@@ -97,6 +97,24 @@ impl ServiceConnection {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<ServiceResponse> {
+        let response = self.send(method, path, body).await?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .context("reading the hub's answer")?
+            .to_bytes();
+        Ok(ServiceResponse { status, body })
+    }
+
+    /// Sends one request and returns the answer with its body still streaming.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
         let separator = if path.contains('?') { '&' } else { '?' };
         let mut request = Request::builder()
             .method(method)
@@ -115,28 +133,52 @@ impl ServiceConnection {
             .ready()
             .await
             .context("the hub closed the HTTPS connection")?;
-        let response = self
-            .sender
+        self.sender
             .send_request(request.body(Full::new(body))?)
             .await
-            .context("the hub closed the HTTPS connection")?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .context("reading the hub's answer")?
-            .to_bytes();
-        Ok(ServiceResponse { status, body })
+            .context("the hub closed the HTTPS connection")
+    }
+
+    /// Sends a request that must succeed and returns its JSON answer (`null` for an empty body).
+    pub async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let response = self.request(method.clone(), path, body).await?;
+        if !response.status.is_success() {
+            bail!("{method} {path} failed: {}", response.describe());
+        }
+        if response.body.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&response.body)
+            .with_context(|| format!("{method} {path} answered no JSON: {}", response.describe()))
     }
 
     /// Registers `devices` with their keys: in bulk requests of 100, or one `PUT` at a time when the hub
     /// does not take bulk requests.
     pub async fn create_devices(&mut self, devices: &[DeviceCredential]) -> anyhow::Result<()> {
+        self.create_devices_in_scope(devices, None).await
+    }
+
+    /// Registers `devices` as [`ServiceConnection::create_devices`] does, as children of the edge
+    /// device whose device scope is `parent_scope` when one is given.
+    pub async fn create_devices_in_scope(
+        &mut self,
+        devices: &[DeviceCredential],
+        parent_scope: Option<&str>,
+    ) -> anyhow::Result<()> {
         let mut use_bulk = true;
         for chunk in devices.chunks(BULK_LIMIT) {
             if use_bulk {
-                let body = Value::Array(chunk.iter().map(bulk_entry).collect());
+                let body = Value::Array(
+                    chunk
+                        .iter()
+                        .map(|device| bulk_entry(device, parent_scope))
+                        .collect(),
+                );
                 let response = self.request(Method::POST, "/devices", Some(&body)).await?;
                 if response.status == StatusCode::OK {
                     let result: Value =
@@ -166,7 +208,7 @@ impl ServiceConnection {
                     iothub_auth::quote_nothing_safe(device.device_id.as_str())
                 );
                 let response = self
-                    .request(Method::PUT, &path, Some(&device_body(device)))
+                    .request(Method::PUT, &path, Some(&device_body(device, parent_scope)))
                     .await?;
                 if !response.status.is_success() {
                     bail!(
@@ -204,25 +246,38 @@ impl ServiceConnection {
 }
 
 /// A device entry of a bulk registry request (`ExportImportDevice`).
-fn bulk_entry(device: &DeviceCredential) -> Value {
+fn bulk_entry(device: &DeviceCredential, parent_scope: Option<&str>) -> Value {
     let key = device.key.to_base64();
-    json!({
+    let mut entry = json!({
         "id": device.device_id.as_str(),
         "importMode": "create",
         "status": "enabled",
         "authentication": {"type": "sas", "symmetricKey": {"primaryKey": key, "secondaryKey": key}},
-    })
+    });
+    add_parent_scope(&mut entry, parent_scope);
+    entry
 }
 
 /// The body of `PUT /devices/{id}` for a SAS device with a chosen key.
-fn device_body(device: &DeviceCredential) -> Value {
+fn device_body(device: &DeviceCredential, parent_scope: Option<&str>) -> Value {
     let key = device.key.to_base64();
-    json!({
+    let mut body = json!({
         "deviceId": device.device_id.as_str(),
         "status": "enabled",
         "authentication": {"type": "sas", "symmetricKey": {"primaryKey": key, "secondaryKey": key}},
         "capabilities": {"iotEdge": false},
-    })
+    });
+    add_parent_scope(&mut body, parent_scope);
+    body
+}
+
+/// Makes a device a child of the edge device with `parent_scope`, as `outpost device create
+/// --parent-scope` does.
+fn add_parent_scope(body: &mut Value, parent_scope: Option<&str>) {
+    if let Some(scope) = parent_scope {
+        body["parentScopes"] = json!([scope]);
+        body["deviceScope"] = json!(scope);
+    }
 }
 
 /// `count` devices named `{prefix}{index}` sharing one fresh random key.
@@ -246,6 +301,23 @@ pub fn device_mqtt_credentials(
     host: &str,
     device: &DeviceCredential,
 ) -> anyhow::Result<(String, Bytes)> {
+    let token = sign_device_sdk_token(host, &device.key, |host_name| {
+        ResourceScope::device(host_name, device.device_id.clone())
+    })?;
+    let username = format!(
+        "{host}/{}/?api-version={API_VERSION}",
+        device.device_id.as_str()
+    );
+    Ok((username, token))
+}
+
+/// A device SDK's SAS token for the resource `scope` builds on the hub `host`, valid for
+/// [`TOKEN_LIFETIME`].
+fn sign_device_sdk_token(
+    host: &str,
+    key: &SymmetricKey,
+    scope: impl FnOnce(iothub_auth::HostName) -> ResourceScope,
+) -> anyhow::Result<Bytes> {
     let host_name = iothub_auth::HostName::new(host)
         .map_err(|error| anyhow!("`{host}` is not a host name: {error}"))?;
     let expiry = SystemTime::now()
@@ -254,16 +326,33 @@ pub fn device_mqtt_credentials(
         + TOKEN_LIFETIME;
     let token = SasToken::sign(
         SasTokenStyle::DeviceSdk,
-        &ResourceScope::device(host_name, device.device_id.clone()),
-        &device.key,
+        &scope(host_name),
+        key,
         None,
         expiry.as_secs(),
     );
+    Ok(Bytes::from(token.to_string()))
+}
+
+/// The MQTT client id, user name and password of module `module_id` of `device_id`, as
+/// `IoTHubModuleClient` builds them: the user name and token name the hub `host` also when the module
+/// connects through a gateway.
+pub fn module_mqtt_credentials(
+    host: &str,
+    device_id: &DeviceId,
+    module_id: &iothub_types::ModuleId,
+    key: &SymmetricKey,
+) -> anyhow::Result<(String, String, Bytes)> {
+    let token = sign_device_sdk_token(host, key, |host_name| {
+        ResourceScope::module(host_name, device_id.clone(), module_id.clone())
+    })?;
+    let client_id = format!("{}/{}", device_id.as_str(), module_id.as_str());
     let username = format!(
-        "{host}/{}/?api-version={API_VERSION}",
-        device.device_id.as_str()
+        "{host}/{}/{}/?api-version={API_VERSION}",
+        device_id.as_str(),
+        module_id.as_str()
     );
-    Ok((username, Bytes::from(token.to_string())))
+    Ok((client_id, username, token))
 }
 
 #[cfg(test)]
@@ -283,18 +372,34 @@ mod tests {
         let token = SasToken::parse(&password).expect("a SAS token");
         let rendered = format!(
             "{}\n{}\n{}\n{}",
-            bulk_entry(&device),
-            device_body(&device),
+            bulk_entry(&device, None),
+            device_body(&device, Some("ms-azure-iot-edge://gw-1")),
             username,
             token.resource_encoded()
         );
         expect![[r#"
             {"authentication":{"symmetricKey":{"primaryKey":"a2V5a2V5a2V5a2V5","secondaryKey":"a2V5a2V5a2V5a2V5"},"type":"sas"},"id":"bench-7","importMode":"create","status":"enabled"}
-            {"authentication":{"symmetricKey":{"primaryKey":"a2V5a2V5a2V5a2V5","secondaryKey":"a2V5a2V5a2V5a2V5"},"type":"sas"},"capabilities":{"iotEdge":false},"deviceId":"bench-7","status":"enabled"}
+            {"authentication":{"symmetricKey":{"primaryKey":"a2V5a2V5a2V5a2V5","secondaryKey":"a2V5a2V5a2V5a2V5"},"type":"sas"},"capabilities":{"iotEdge":false},"deviceId":"bench-7","deviceScope":"ms-azure-iot-edge://gw-1","parentScopes":["ms-azure-iot-edge://gw-1"],"status":"enabled"}
             localhost/bench-7/?api-version=2021-04-12
             localhost%2Fdevices%2Fbench-7"#]]
         .assert_eq(&rendered);
         assert!(token.key_name().is_none());
+    }
+
+    #[test]
+    fn module_credentials_name_the_hub_and_the_module() {
+        let device = DeviceId::new("edge-1").expect("valid");
+        let module = iothub_types::ModuleId::new("src0").expect("valid");
+        let key = SymmetricKey::from_base64("a2V5a2V5a2V5a2V5").expect("valid");
+        let (client_id, username, password) =
+            module_mqtt_credentials("127.0.0.41", &device, &module, &key).expect("credentials");
+        let token = SasToken::parse(std::str::from_utf8(&password).expect("text")).expect("token");
+        let rendered = format!("{client_id}\n{username}\n{}", token.resource_encoded());
+        expect![[r#"
+            edge-1/src0
+            127.0.0.41/edge-1/src0/?api-version=2021-04-12
+            127.0.0.41%2Fdevices%2Fedge-1%2Fmodules%2Fsrc0"#]]
+        .assert_eq(&rendered);
     }
 
     #[test]

@@ -5,24 +5,17 @@
 //! until a QoS 1 subscriber on `#` holds every message (publish→subscribe); the time to the last
 //! PUBACK is recorded too. Every round starts with all devices connected and waiting on one signal.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
-use mqtt_codec::{Packet, QoS};
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
 
-use crate::mqtt::{self, ConnectOptions, PacketReader, PacketWriter};
+use crate::mqtt::{self, ConnectOptions, ReadyPublishers};
 use crate::processes::{MosquittoSettings, Programs};
 use crate::service::device_credentials;
 use crate::stats::{RunSummary, rate_per_second, ratio};
 use crate::targets::{KEEP_ALIVE_SECONDS, RunningTarget, TargetKind, process_cpu_time};
-use crate::transport::{BoxedStream, Endpoint};
-
-/// How many devices connect at the same time while a round is being set up.
-const CONNECT_CONCURRENCY: usize = 32;
+use crate::transport::Endpoint;
 
 /// What the telemetry benchmark does.
 #[derive(Clone, Debug)]
@@ -178,48 +171,32 @@ async fn run_round(
 ) -> anyhow::Result<RoundMeasurement> {
     target.process_mut().ensure_running()?;
     let total = messages_per_device * clients.len() as u64;
-    let (start_sender, start_receiver) = watch::channel(None::<Instant>);
     let subscriber = if target.kind == TargetKind::Hub {
         None
     } else {
         Some(start_subscriber(&target.endpoint, total).await?)
     };
-    let connections = connect_all(&target.endpoint, clients).await?;
-    let mut publishers = JoinSet::new();
-    for ((reader, writer), client) in connections.into_iter().zip(clients) {
-        let mut start = start_receiver.clone();
-        let topic = format!("devices/{}/messages/events/", client.client_id);
-        let payload = payload.clone();
-        let window = options.window;
-        publishers.spawn(async move {
-            start
-                .wait_for(Option::is_some)
-                .await
-                .context("the round was abandoned")?;
-            let (outcome, _reader, writer) = mqtt::publish_with_window(
-                reader,
-                writer,
-                &topic,
-                payload,
-                messages_per_device,
-                window,
+    let publishers: Vec<(ConnectOptions, String)> = clients
+        .iter()
+        .map(|client| {
+            (
+                client.clone(),
+                format!("devices/{}/messages/events/", client.client_id),
             )
-            .await?;
-            writer.disconnect().await;
-            Ok::<_, anyhow::Error>(outcome)
-        });
-    }
+        })
+        .collect();
+    let publishers = ReadyPublishers::connect(
+        &target.endpoint,
+        &publishers,
+        payload,
+        messages_per_device,
+        options.window,
+    )
+    .await?;
     let cpu_before = process_cpu_time(target.process().pid())?;
-    let started = Instant::now();
-    start_sender.send_replace(Some(started));
+    let started = publishers.start();
     let waiting = async {
-        let mut last_acknowledgement = started;
-        let mut acknowledged = 0;
-        while let Some(joined) = publishers.join_next().await {
-            let outcome = joined.context("a publisher task failed")??;
-            acknowledged += outcome.acknowledged;
-            last_acknowledgement = last_acknowledgement.max(outcome.last_acknowledgement);
-        }
+        let (acknowledged, last_acknowledgement) = publishers.finish(started).await?;
         let last_delivery = match subscriber {
             Some(subscriber) => Some(subscriber.await.context("the subscriber task failed")??),
             None => None,
@@ -247,32 +224,6 @@ async fn run_round(
     })
 }
 
-/// Connects every client, a few at a time, and returns the connections in the clients' order.
-async fn connect_all(
-    endpoint: &Endpoint,
-    clients: &[ConnectOptions],
-) -> anyhow::Result<Vec<(PacketReader<BoxedStream>, PacketWriter<BoxedStream>)>> {
-    let limit = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
-    let mut connecting = JoinSet::new();
-    for (index, client) in clients.iter().enumerate() {
-        let permit = limit.clone().acquire_owned().await?;
-        let endpoint = endpoint.clone();
-        let client = client.clone();
-        connecting.spawn(async move {
-            let stream = endpoint.connect().await?;
-            let connection = mqtt::connect(stream, &client).await?;
-            drop(permit);
-            Ok::<_, anyhow::Error>((index, connection))
-        });
-    }
-    let mut connections: Vec<Option<_>> = (0..clients.len()).map(|_| None).collect();
-    while let Some(joined) = connecting.join_next().await {
-        let (index, connection) = joined.context("a connecting task failed")??;
-        connections[index] = Some(connection);
-    }
-    Ok(connections.into_iter().flatten().collect())
-}
-
 /// Connects a QoS 1 subscriber on `#` and returns a task that acknowledges every delivery and ends when
 /// `expected` messages have arrived, with the instant the last one did.
 async fn start_subscriber(
@@ -286,29 +237,7 @@ async fn start_subscriber(
         clean_session: true,
         keep_alive_seconds: KEEP_ALIVE_SECONDS,
     };
-    let stream = endpoint.connect().await?;
-    let (mut reader, mut writer) = mqtt::connect(stream, &options).await?;
-    mqtt::subscribe(&mut reader, &mut writer, "#", QoS::AtLeastOnce).await?;
-    Ok(tokio::spawn(async move {
-        let mut received = 0u64;
-        let mut batch = Vec::new();
-        while received < expected {
-            batch.clear();
-            reader.next_batch(&mut batch).await?;
-            for packet in batch.drain(..) {
-                if let Packet::Publish(publish) = packet {
-                    received += 1;
-                    if let Some(packet_id) = publish.packet_id {
-                        writer.queue(&Packet::PubAck(packet_id))?;
-                    }
-                }
-            }
-            writer.flush().await?;
-        }
-        let finished = Instant::now();
-        writer.disconnect().await;
-        Ok(finished)
-    }))
+    mqtt::start_counting_subscriber(endpoint, &options, "#", expected).await
 }
 
 impl TelemetryReport {

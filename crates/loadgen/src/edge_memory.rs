@@ -1,0 +1,230 @@
+//! Memory of `outpost edge run` (issues 5 and 6): the resident set of the runtime process with a
+//! deployment of sleeping process modules, first as the agent alone (`--no-edge-hub`), then with its
+//! edge hub idle, then with that many leaf devices connected to the edge hub over MQTT/TLS.
+//!
+//! The modules are separate processes and not counted; the edge hub's part is the difference between
+//! the runtime with and without it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::edge::{
+    EDGE_LAB_GATEWAY_IP, EDGE_LAB_HUB_IP, EdgeInitOptions, EdgeLab, deployment, sleeping_modules,
+};
+use crate::mqtt::{self, ConnectOptions};
+use crate::processes::{Programs, ensure_open_files_limit};
+use crate::service::{device_credentials, device_mqtt_credentials};
+use crate::stats::RunSummary;
+use crate::targets::KEEP_ALIVE_SECONDS;
+
+/// How often `outpost edge list` is polled while waiting for modules.
+const POLL: Duration = Duration::from_millis(100);
+
+/// What the memory benchmark does.
+#[derive(Clone, Debug)]
+pub struct EdgeMemoryOptions {
+    /// Process modules in the deployment.
+    pub modules: usize,
+    /// Leaf devices (children of the edge device) to connect to the edge hub.
+    pub leaves: usize,
+    pub runs: usize,
+    pub connect_concurrency: usize,
+    /// Pause before each RSS reading.
+    pub settle: Duration,
+}
+
+/// One run's readings, in KiB.
+#[derive(Clone, Copy, Debug)]
+pub struct EdgeMemoryRun {
+    /// `outpost edge run --no-edge-hub`, all modules running.
+    pub agent_kib: u64,
+    /// Of `agent_kib`: anonymous memory (heap, stacks) and file-backed pages (code).
+    pub agent_anon_kib: u64,
+    pub agent_file_kib: u64,
+    /// `outpost edge run` with its edge hub, all modules running, routes applied, no client.
+    pub idle_kib: u64,
+    /// The same with every leaf device connected.
+    pub connected_kib: u64,
+}
+
+/// Every run.
+pub struct EdgeMemoryReport {
+    pub options: EdgeMemoryOptions,
+    pub runs: Vec<EdgeMemoryRun>,
+}
+
+/// Runs the benchmark; each run uses fresh edge runtimes (new data directories) against one hub.
+pub async fn run(
+    options: &EdgeMemoryOptions,
+    programs: &Programs,
+) -> anyhow::Result<EdgeMemoryReport> {
+    ensure_open_files_limit(options.leaves as u64 + 256)?;
+    let mut lab = EdgeLab::start(programs, EDGE_LAB_HUB_IP, EDGE_LAB_GATEWAY_IP).await?;
+    let leaves = device_credentials("bench-leaf-", options.leaves)?;
+    let scope = lab.scope.clone();
+    lab.service
+        .create_devices_in_scope(&leaves, Some(&scope))
+        .await
+        .context("registering the leaf devices")?;
+    let clients = leaves
+        .iter()
+        .map(|leaf| {
+            let (username, password) = device_mqtt_credentials(&lab.hub.hostname, leaf)?;
+            Ok(ConnectOptions {
+                client_id: leaf.device_id.as_str().to_owned(),
+                username: Some(username),
+                password: Some(password),
+                clean_session: false,
+                keep_alive_seconds: KEEP_ALIVE_SECONDS,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (names, modules) = sleeping_modules(options.modules);
+    let routes = BTreeMap::from([(
+        "leaves".to_owned(),
+        "FROM /messages/* WHERE NOT IS_DEFINED($connectionModuleId) INTO $upstream".to_owned(),
+    )]);
+    lab.apply(&deployment(&modules, &routes)).await?;
+    let mut runs = Vec::new();
+    for run in 0..options.runs {
+        let mut agent = lab
+            .init_runtime(&EdgeInitOptions {
+                no_edge_hub: true,
+                store_max_bytes: None,
+            })
+            .await?;
+        agent.start().await?;
+        agent.wait_for_modules(&names, POLL).await?;
+        tokio::time::sleep(options.settle).await;
+        let (agent_kib, agent_anon_kib, agent_file_kib) =
+            agent.process()?.resident_breakdown_kib()?;
+        agent.stop().await?;
+
+        let mut full = lab.init_runtime(&EdgeInitOptions::default()).await?;
+        full.start().await?;
+        full.wait_for_modules(&names, POLL).await?;
+        lab.wait_for_routes(&mut full).await?;
+        tokio::time::sleep(options.settle).await;
+        let idle_kib = full.process()?.resident_kib()?;
+        let endpoint = full.gateway_endpoint()?;
+        let limit = Arc::new(Semaphore::new(options.connect_concurrency.max(1)));
+        let mut connecting = JoinSet::new();
+        for client in &clients {
+            let permit = limit.clone().acquire_owned().await?;
+            let endpoint = endpoint.clone();
+            let client = client.clone();
+            connecting.spawn(async move {
+                let stream = endpoint.connect().await?;
+                let connection = mqtt::connect(stream, &client)
+                    .await
+                    .with_context(|| format!("leaf {}", client.client_id))?;
+                drop(permit);
+                Ok::<_, anyhow::Error>(connection)
+            });
+        }
+        let mut connections = Vec::new();
+        while let Some(joined) = connecting.join_next().await {
+            connections.push(joined.context("a connecting task failed")??);
+        }
+        tokio::time::sleep(options.settle).await;
+        full.ensure_running()?;
+        let connected_kib = full.process()?.resident_kib()?;
+        drop(connections);
+        full.stop().await?;
+        eprintln!(
+            "run {}/{}: agent {agent_kib} KiB, with edge hub idle {idle_kib} KiB, with {} leaves {connected_kib} KiB",
+            run + 1,
+            options.runs,
+            options.leaves
+        );
+        runs.push(EdgeMemoryRun {
+            agent_kib,
+            agent_anon_kib,
+            agent_file_kib,
+            idle_kib,
+            connected_kib,
+        });
+    }
+    Ok(EdgeMemoryReport {
+        options: options.clone(),
+        runs,
+    })
+}
+
+/// KiB as MiB.
+fn mib(kib: f64) -> f64 {
+    kib / 1024.0
+}
+
+impl EdgeMemoryReport {
+    /// The report as Markdown: every run, then the medians and the targets.
+    pub fn to_markdown(&self) -> String {
+        let options = &self.options;
+        let leaves = options.leaves.max(1) as f64;
+        let mut text = format!(
+            "Edge memory: VmRSS of `outpost edge run` with {} process modules running (not counted), \
+             {} leaf devices, {} runs, readings {:?} after each state is reached.\n\n",
+            options.modules, options.leaves, options.runs, options.settle
+        );
+        text.push_str(&format!(
+            "| run | agent alone (MiB) | with edge hub, idle (MiB) | edge hub part (MiB) | {} leaves connected (MiB) | KiB per leaf |\n",
+            options.leaves
+        ));
+        text.push_str("|---|---|---|---|---|---|\n");
+        let row = |label: String, agent: f64, idle: f64, connected: f64| {
+            format!(
+                "| {label} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |\n",
+                mib(agent),
+                mib(idle),
+                mib(idle - agent),
+                mib(connected),
+                (connected - idle) / leaves
+            )
+        };
+        for (index, run) in self.runs.iter().enumerate() {
+            text.push_str(&row(
+                format!("{}", index + 1),
+                run.agent_kib as f64,
+                run.idle_kib as f64,
+                run.connected_kib as f64,
+            ));
+        }
+        let summary = |pick: fn(&EdgeMemoryRun) -> f64| {
+            RunSummary::from_samples(self.runs.iter().map(pick).collect())
+                .map_or(f64::NAN, |summary| summary.median)
+        };
+        let agent = summary(|run| run.agent_kib as f64);
+        let idle = summary(|run| run.idle_kib as f64);
+        let connected = summary(|run| run.connected_kib as f64);
+        let edge_hub_part = summary(|run| run.idle_kib as f64 - run.agent_kib as f64);
+        text.push_str(&row("**median**".to_owned(), agent, idle, connected));
+        text.push_str(&format!(
+            "\nThe agent's resident set (median): {:.1} MiB anonymous (heap, stacks), {:.1} MiB file-backed \
+             (the program's code and read-only data).\n",
+            mib(summary(|run| run.agent_anon_kib as f64)),
+            mib(summary(|run| run.agent_file_kib as f64)),
+        ));
+        text.push_str(&format!(
+            "\nTargets: agent part ≤ 15 MB (#5): {:.1} MiB ({:.1} MB) → {}; edge hub idle ≤ 10 MB (#6): \
+             edge hub part {:.1} MiB ({:.1} MB) → {}; whole runtime idle {:.1} MiB.\n",
+            mib(agent),
+            agent * 1.024 / 1000.0,
+            verdict(agent * 1.024 / 1000.0 <= 15.0),
+            mib(edge_hub_part),
+            edge_hub_part * 1.024 / 1000.0,
+            verdict(edge_hub_part * 1.024 / 1000.0 <= 10.0),
+            mib(idle),
+        ));
+        text
+    }
+}
+
+/// `met` or `missed`.
+pub fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "**missed**" }
+}
