@@ -387,6 +387,18 @@ impl EdgeHub {
             if *online.borrow_and_update() {
                 self.clone().reload_configuration().await;
                 self.inner.twin_sync.notify_one();
+                // Desired changes made while the hub was unreachable reach connected clients now.
+                let listening: Vec<Identity> = lock(&self.inner.live)
+                    .iter()
+                    .filter(|(_, live)| {
+                        live.subscriptions
+                            .contains(&ClientSubscription::DesiredPropertiesPatches)
+                    })
+                    .map(|(identity, _)| identity.clone())
+                    .collect();
+                for identity in listening {
+                    tokio::spawn(self.clone().resync_twin(identity));
+                }
             }
             if online.changed().await.is_err() {
                 return;
@@ -663,7 +675,8 @@ impl EdgeHub {
                 .await
             {
                 Ok(_) => return Ok(()),
-                Err(edge_store::EdgeStoreError::Full { .. }) => {
+                // At the byte bound or out of disk: hold the sender back until space is freed.
+                Err(error) if error.is_full() => {
                     self.inner
                         .counters
                         .refused_store_full

@@ -71,6 +71,9 @@ pub struct TwinCache {
 struct Shared {
     directory: PathBuf,
     twins: Mutex<HashMap<Identity, CachedTwin>>,
+    /// Held across every read-modify-write, so concurrent updates of one twin (a reported patch
+    /// while a cloud twin is stored) neither lose each other's changes nor race on the file.
+    writes: Mutex<()>,
 }
 
 impl TwinCache {
@@ -82,6 +85,7 @@ impl TwinCache {
             shared: Arc::new(Shared {
                 directory,
                 twins: Mutex::new(HashMap::new()),
+                writes: Mutex::new(()),
             }),
         })
     }
@@ -112,6 +116,7 @@ impl TwinCache {
         identity: &Identity,
         document: &Value,
     ) -> Result<Option<Map<String, Value>>, TwinCacheError> {
+        let _write = lock(&self.shared.writes);
         let desired = document
             .get("desired")
             .and_then(Value::as_object)
@@ -144,6 +149,7 @@ impl TwinCache {
     /// Accepts a reported patch locally: merged into the cached reported section (new
     /// `$version`) and queued for the cloud. Returns the new reported version.
     pub fn apply_reported(&self, identity: &Identity, patch: &[u8]) -> Result<u64, TwinCacheError> {
+        let _write = lock(&self.shared.writes);
         let value: Value = serde_json::from_slice(patch)
             .map_err(|error| TwinCacheError::InvalidPatch(error.to_string()))?;
         let Value::Object(object) = value else {
@@ -170,6 +176,7 @@ impl TwinCache {
 
     /// Forgets the oldest pending patch after the cloud acknowledged it.
     pub fn pop_pending(&self, identity: &Identity) -> Result<(), TwinCacheError> {
+        let _write = lock(&self.shared.writes);
         if let Some(mut twin) = self.get(identity)
             && !twin.pending.is_empty()
         {
@@ -187,6 +194,7 @@ impl TwinCache {
         version: u64,
         patch: &Value,
     ) -> Result<(), TwinCacheError> {
+        let _write = lock(&self.shared.writes);
         let Some(mut twin) = self.get(identity) else {
             return Ok(());
         };

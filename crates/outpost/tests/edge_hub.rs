@@ -395,7 +395,7 @@ fn modules_and_a_leaf_device_work_through_the_edge_hub_online_and_through_an_out
                 .collect();
             Err(format!(
                 "missing {missing:?}\nedge log:\n{}",
-                tail(&edge.log(), 30)
+                tail(&edge.log(), 40)
             ))
         }
     });
@@ -403,6 +403,31 @@ fn modules_and_a_leaf_device_work_through_the_edge_hub_online_and_through_an_out
     eprintln!(
         "offline scenario: {} distinct messages upstream, {duplicates} duplicates",
         seen.len()
+    );
+
+    // A desired change made while the edge device was away reaches the module when it is back.
+    edge.stop();
+    hub.cli_ok(&[
+        "twin",
+        "update",
+        EDGE,
+        "--module",
+        "filter",
+        "--desired",
+        r#"{"threshold":40}"#,
+    ]);
+    edge.start();
+    wait_for(
+        "the filter module to get the desired change it missed",
+        || {
+            let twin: Value =
+                serde_json::from_str(&hub.cli_ok(&["twin", "show", EDGE, "--module", "filter"]))
+                    .expect("twin JSON");
+            match twin.pointer("/properties/reported/seen") {
+                Some(seen) if seen == 40 => Ok(()),
+                _ => Err(format!("{twin}\nedge log:\n{}", tail(&edge.log(), 10))),
+            }
+        },
     );
     edge.stop();
 }
