@@ -85,7 +85,9 @@ fn connection_string_instead_of_parts() {
 fn refusals_name_the_key() {
     check(
         &minimal("colour = \"blue\"\n"),
-        expect!["error: the configuration is not valid TOML: unknown field `colour`, expected one of `connection_string`, `hub_hostname`, `device_id`, `device_key`, `hub_ca_file`, `gateway_hostname`, `data_dir`, `runtime`, `workload_socket_dir`, `hub_mqtt_port`, `hub_https_port`, `edge_hub`"],
+        expect![
+            "error: the configuration is not valid TOML: unknown field `colour`, expected one of `connection_string`, `hub_hostname`, `device_id`, `device_key`, `hub_ca_file`, `gateway_hostname`, `data_dir`, `runtime`, `workload_socket_dir`, `hub_mqtt_port`, `hub_https_port`, `edge_hub`"
+        ],
     );
     check(
         &minimal("[edge_hub]\noverflow = \"discard\"\n"),
@@ -101,7 +103,9 @@ fn refusals_name_the_key() {
     );
     check(
         &minimal("[edge_hub]\nport = 1\n"),
-        expect!["error: the configuration is not valid TOML: unknown field `port`, expected one of `enabled`, `mqtt_addr`, `https_addr`, `store_max_bytes`, `overflow`"],
+        expect![
+            "error: the configuration is not valid TOML: unknown field `port`, expected one of `enabled`, `mqtt_addr`, `https_addr`, `store_max_bytes`, `overflow`"
+        ],
     );
     check(
         &minimal("runtime = \"podman\"\n"),
