@@ -46,8 +46,11 @@ pub struct EdgeMemoryRun {
     /// Of `agent_kib`: anonymous memory (heap, stacks) and file-backed pages (code).
     pub agent_anon_kib: u64,
     pub agent_file_kib: u64,
-    /// `outpost edge run` with its edge hub, all modules running, routes applied, no client.
+    /// `outpost edge run` with its edge hub, all modules running, routes applied, no client, no
+    /// child device in the edge device's scope.
     pub idle_kib: u64,
+    /// The same with the leaf devices registered as children (synced into the edge hub's scope).
+    pub scoped_idle_kib: u64,
     /// The same with every leaf device connected.
     pub connected_kib: u64,
 }
@@ -58,13 +61,51 @@ pub struct EdgeMemoryReport {
     pub runs: Vec<EdgeMemoryRun>,
 }
 
-/// Runs the benchmark; each run uses fresh edge runtimes (new data directories) against one hub.
+/// Runs the benchmark; every reading uses a fresh edge runtime (new data directory) against one hub.
+/// First, with no child device registered: the agent alone and the runtime with its edge hub idle.
+/// Then the leaf devices are registered as children, and for each run a fresh runtime (which syncs
+/// them into its scope) is read idle and with every leaf connected.
 pub async fn run(
     options: &EdgeMemoryOptions,
     programs: &Programs,
 ) -> anyhow::Result<EdgeMemoryReport> {
     ensure_open_files_limit(options.leaves as u64 + 256)?;
     let mut lab = EdgeLab::start(programs, EDGE_LAB_HUB_IP, EDGE_LAB_GATEWAY_IP).await?;
+    let (names, modules) = sleeping_modules(options.modules);
+    let routes = BTreeMap::from([(
+        "leaves".to_owned(),
+        "FROM /messages/* WHERE NOT IS_DEFINED($connectionModuleId) INTO $upstream".to_owned(),
+    )]);
+    lab.apply(&deployment(&modules, &routes)).await?;
+    let mut without_children = Vec::new();
+    for run in 0..options.runs {
+        let mut agent = lab
+            .init_runtime(&EdgeInitOptions {
+                no_edge_hub: true,
+                store_max_bytes: None,
+            })
+            .await?;
+        agent.start().await?;
+        agent.wait_for_modules(&names, POLL).await?;
+        tokio::time::sleep(options.settle).await;
+        let agent_reading = agent.process()?.resident_breakdown_kib()?;
+        agent.stop().await?;
+        let mut full = lab.init_runtime(&EdgeInitOptions::default()).await?;
+        full.start().await?;
+        full.wait_for_modules(&names, POLL).await?;
+        lab.wait_for_routes(&mut full).await?;
+        tokio::time::sleep(options.settle).await;
+        let idle_kib = full.process()?.resident_kib()?;
+        full.stop().await?;
+        eprintln!(
+            "run {}/{}: agent {} KiB, with edge hub idle {idle_kib} KiB",
+            run + 1,
+            options.runs,
+            agent_reading.0
+        );
+        without_children.push((agent_reading, idle_kib));
+    }
+
     let leaves = device_credentials("bench-leaf-", options.leaves)?;
     let scope = lab.scope.clone();
     lab.service
@@ -84,33 +125,16 @@ pub async fn run(
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let (names, modules) = sleeping_modules(options.modules);
-    let routes = BTreeMap::from([(
-        "leaves".to_owned(),
-        "FROM /messages/* WHERE NOT IS_DEFINED($connectionModuleId) INTO $upstream".to_owned(),
-    )]);
-    lab.apply(&deployment(&modules, &routes)).await?;
     let mut runs = Vec::new();
-    for run in 0..options.runs {
-        let mut agent = lab
-            .init_runtime(&EdgeInitOptions {
-                no_edge_hub: true,
-                store_max_bytes: None,
-            })
-            .await?;
-        agent.start().await?;
-        agent.wait_for_modules(&names, POLL).await?;
-        tokio::time::sleep(options.settle).await;
-        let (agent_kib, agent_anon_kib, agent_file_kib) =
-            agent.process()?.resident_breakdown_kib()?;
-        agent.stop().await?;
-
+    for (run, ((agent_kib, agent_anon_kib, agent_file_kib), idle_kib)) in
+        without_children.into_iter().enumerate()
+    {
         let mut full = lab.init_runtime(&EdgeInitOptions::default()).await?;
         full.start().await?;
         full.wait_for_modules(&names, POLL).await?;
         lab.wait_for_routes(&mut full).await?;
         tokio::time::sleep(options.settle).await;
-        let idle_kib = full.process()?.resident_kib()?;
+        let scoped_idle_kib = full.process()?.resident_kib()?;
         let endpoint = full.gateway_endpoint()?;
         let limit = Arc::new(Semaphore::new(options.connect_concurrency.max(1)));
         let mut connecting = JoinSet::new();
@@ -137,7 +161,7 @@ pub async fn run(
         drop(connections);
         full.stop().await?;
         eprintln!(
-            "run {}/{}: agent {agent_kib} KiB, with edge hub idle {idle_kib} KiB, with {} leaves {connected_kib} KiB",
+            "run {}/{}: {} children in scope: idle {scoped_idle_kib} KiB, all connected {connected_kib} KiB",
             run + 1,
             options.runs,
             options.leaves
@@ -147,6 +171,7 @@ pub async fn run(
             agent_anon_kib,
             agent_file_kib,
             idle_kib,
+            scoped_idle_kib,
             connected_kib,
         });
     }
@@ -168,22 +193,23 @@ impl EdgeMemoryReport {
         let leaves = options.leaves.max(1) as f64;
         let mut text = format!(
             "Edge memory: VmRSS of `outpost edge run` with {} process modules running (not counted), \
-             {} leaf devices, {} runs, readings {:?} after each state is reached.\n\n",
-            options.modules, options.leaves, options.runs, options.settle
+             {} runs, each reading {:?} after the state is reached, every reading on a fresh runtime.\n\n",
+            options.modules, options.runs, options.settle
         );
         text.push_str(&format!(
-            "| run | agent alone (MiB) | with edge hub, idle (MiB) | edge hub part (MiB) | {} leaves connected (MiB) | KiB per leaf |\n",
-            options.leaves
+            "| run | agent alone (MiB) | with edge hub, idle (MiB) | edge hub part (MiB) | idle, {n} children in scope (MiB) | {n} leaves connected (MiB) | KiB per connected leaf |\n",
+            n = options.leaves
         ));
-        text.push_str("|---|---|---|---|---|---|\n");
-        let row = |label: String, agent: f64, idle: f64, connected: f64| {
+        text.push_str("|---|---|---|---|---|---|---|\n");
+        let row = |label: String, agent: f64, idle: f64, scoped: f64, connected: f64| {
             format!(
-                "| {label} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |\n",
+                "| {label} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |\n",
                 mib(agent),
                 mib(idle),
                 mib(idle - agent),
+                mib(scoped),
                 mib(connected),
-                (connected - idle) / leaves
+                (connected - scoped) / leaves
             )
         };
         for (index, run) in self.runs.iter().enumerate() {
@@ -191,6 +217,7 @@ impl EdgeMemoryReport {
                 format!("{}", index + 1),
                 run.agent_kib as f64,
                 run.idle_kib as f64,
+                run.scoped_idle_kib as f64,
                 run.connected_kib as f64,
             ));
         }
@@ -200,9 +227,14 @@ impl EdgeMemoryReport {
         };
         let agent = summary(|run| run.agent_kib as f64);
         let idle = summary(|run| run.idle_kib as f64);
-        let connected = summary(|run| run.connected_kib as f64);
         let edge_hub_part = summary(|run| run.idle_kib as f64 - run.agent_kib as f64);
-        text.push_str(&row("**median**".to_owned(), agent, idle, connected));
+        text.push_str(&row(
+            "**median**".to_owned(),
+            agent,
+            idle,
+            summary(|run| run.scoped_idle_kib as f64),
+            summary(|run| run.connected_kib as f64),
+        ));
         text.push_str(&format!(
             "\nThe agent's resident set (median): {:.1} MiB anonymous (heap, stacks), {:.1} MiB file-backed \
              (the program's code and read-only data).\n",

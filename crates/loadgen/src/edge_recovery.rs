@@ -118,6 +118,7 @@ pub async fn run(options: &RecoveryOptions, programs: &Programs) -> anyhow::Resu
             &payload,
             per_publisher,
             options.window,
+            false,
         )
         .await?;
         let started = ready.start();

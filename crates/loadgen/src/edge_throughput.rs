@@ -72,6 +72,8 @@ pub struct EdgeThroughputOptions {
     pub mosquitto: MosquittoSettings,
     /// `--edge-hub-store-max-bytes` for the edge runtime.
     pub store_max_bytes: Option<u64>,
+    /// The sink module connects with a persistent session (clean session 0), as the SDKs do.
+    pub persistent_sink: bool,
 }
 
 /// What one round measured.
@@ -280,7 +282,12 @@ async fn start_edge(
         }
         let delivery = if *target == EdgeTarget::EdgeRoute {
             Delivery::Subscriber {
-                options: lab.module_client(SINK).await?,
+                // A clean session: with a persistent one the edge hub redelivers acknowledged
+                // messages after a reconnect (see BENCHMARKS.md).
+                options: ConnectOptions {
+                    clean_session: !options.persistent_sink,
+                    ..lab.module_client(SINK).await?
+                },
                 filter: inputs_filter(EDGE_DEVICE, SINK),
             }
         } else {
@@ -308,7 +315,7 @@ async fn start_delivery(
 ) -> anyhow::Result<JoinHandle<anyhow::Result<Instant>>> {
     match &target.delivery {
         Delivery::Subscriber { options, filter } => {
-            mqtt::start_counting_subscriber(&target.endpoint, options, filter, expected).await
+            mqtt::start_counting_subscriber(&target.endpoint, options, filter, expected, true).await
         }
         Delivery::HubEvents {
             https_address,
@@ -350,6 +357,7 @@ async fn run_round(
         payload,
         messages_per_publisher,
         options.window,
+        true,
     )
     .await?;
     let cpu_before = process_cpu_time(target.server_pid)?;

@@ -86,6 +86,10 @@ struct EdgeThroughputArgs {
     /// `--edge-hub-store-max-bytes` for the edge runtime [default: the runtime's].
     #[arg(long)]
     store_max_bytes: Option<u64>,
+    /// Connect the sink module with a persistent session (clean session 0) as the SDKs do,
+    /// instead of a clean one.
+    #[arg(long)]
+    persistent_sink: bool,
 }
 
 #[derive(Args)]
@@ -302,6 +306,7 @@ fn main() -> anyhow::Result<()> {
                         tcp_nodelay: false,
                     },
                     store_max_bytes: args.store_max_bytes,
+                    persistent_sink: args.persistent_sink,
                 };
                 loadgen::edge_throughput::run(&options, &programs)
                     .await

@@ -201,7 +201,8 @@ pub struct PublisherOutcome {
 }
 
 /// Publishes `count` QoS 1 messages of `payload` to `topic`, never more than `window` unacknowledged,
-/// and returns when every one is acknowledged.
+/// and returns when every one is acknowledged. With a `stamp`, the first 8 bytes of each payload are
+/// [`message_key`]`(stamp, sequence)`, so that a subscriber can tell duplicates apart.
 ///
 /// A reader task counts PUBACKs and returns window permits while this task writes; one PUBLISH is one
 /// write, as a device SDK does it.
@@ -212,7 +213,14 @@ pub async fn publish_with_window<S: ByteStream>(
     payload: Bytes,
     count: u64,
     window: usize,
+    stamp: Option<u32>,
 ) -> anyhow::Result<(PublisherOutcome, PacketReader<S>, PacketWriter<S>)> {
+    if stamp.is_some() && payload.len() < 8 {
+        bail!(
+            "a stamped payload needs at least 8 bytes, not {}",
+            payload.len()
+        );
+    }
     if window == 0 || window > usize::from(u16::MAX) {
         bail!("the in-flight window must be between 1 and 65535, not {window}");
     }
@@ -247,12 +255,20 @@ pub async fn publish_with_window<S: ByteStream>(
     });
     let mut packet_id = PacketId::new(1).expect("1 is not zero");
     let mut write_result = Ok(());
-    for _ in 0..count {
+    for sequence in 0..count {
         match permits.acquire().await {
             Ok(permit) => permit.forget(),
             Err(_) => break,
         }
-        let publish = Publish::with_packet_id(topic, QoS::AtLeastOnce, packet_id, payload.clone());
+        let body = match stamp {
+            Some(stamp) => {
+                let mut stamped = BytesMut::from(&payload[..]);
+                stamped[..8].copy_from_slice(&message_key(stamp, sequence).to_be_bytes());
+                stamped.freeze()
+            }
+            None => payload.clone(),
+        };
+        let publish = Publish::with_packet_id(topic, QoS::AtLeastOnce, packet_id, body);
         if let Err(error) = writer.send(&Packet::Publish(publish)).await {
             write_result = Err(error);
             break;
@@ -269,27 +285,105 @@ pub async fn publish_with_window<S: ByteStream>(
     Ok((outcome, reader, writer))
 }
 
+/// The key stamped into a payload: the publisher's stamp and the message's sequence number.
+pub fn message_key(stamp: u32, sequence: u64) -> u64 {
+    (u64::from(stamp) << 40) | (sequence & ((1 << 40) - 1))
+}
+
+/// How long a counting subscriber must hear nothing after its SUBACK before it counts.
+const QUIET_BEFORE_COUNTING: Duration = Duration::from_millis(300);
+
 /// Connects `options` to `endpoint`, subscribes to `filter` at QoS 1, and returns a task that
 /// acknowledges every delivery and ends when `expected` messages have arrived, with the instant the
 /// last one did.
+///
+/// A persistent session may get deliveries left over from an earlier round (QoS 1 is at least once:
+/// a message whose PUBACK was in flight when the subscriber left comes again). Those arrive before
+/// the round starts; they are acknowledged and not counted, and their number is printed. With
+/// `distinct`, only payloads with a new [`message_key`] count, and the duplicates are printed.
 pub async fn start_counting_subscriber(
     endpoint: &Endpoint,
     options: &ConnectOptions,
     filter: &str,
     expected: u64,
+    distinct: bool,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<Instant>>> {
     let stream = endpoint.connect().await?;
     let (mut reader, mut writer) = connect(stream, options).await?;
-    subscribe(&mut reader, &mut writer, filter, QoS::AtLeastOnce).await?;
+    let packet_id = PacketId::new(1).expect("1 is not zero");
+    writer
+        .send(&Packet::Subscribe(Subscribe {
+            packet_id,
+            filters: vec![SubscribeFilter {
+                filter: filter.to_owned(),
+                requested_qos: QoS::AtLeastOnce,
+            }],
+        }))
+        .await?;
+    let mut subscribed = false;
+    let mut leftovers = 0u64;
+    let mut batch = Vec::new();
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    loop {
+        let wait = if subscribed {
+            QUIET_BEFORE_COUNTING
+        } else {
+            deadline.saturating_duration_since(Instant::now())
+        };
+        batch.clear();
+        match tokio::time::timeout(wait, reader.next_batch(&mut batch)).await {
+            Err(_) if subscribed => break,
+            Err(_) => bail!("no SUBACK within {HANDSHAKE_TIMEOUT:?}"),
+            Ok(result) => result?,
+        }
+        for packet in batch.drain(..) {
+            match packet {
+                Packet::SubAck(suback)
+                    if suback
+                        .return_codes
+                        .iter()
+                        .all(|code| *code != SubscribeReturnCode::Failure) =>
+                {
+                    subscribed = true;
+                }
+                Packet::SubAck(_) => bail!("the server refused the subscription to `{filter}`"),
+                Packet::Publish(publish) => {
+                    leftovers += 1;
+                    if let Some(packet_id) = publish.packet_id {
+                        writer.queue(&Packet::PubAck(packet_id))?;
+                    }
+                }
+                other => bail!("expected SUBACK, got {}", other.packet_type()),
+            }
+        }
+        writer.flush().await?;
+    }
+    if leftovers > 0 {
+        eprintln!(
+            "{}: {leftovers} deliveries left over from before the round (acknowledged, not counted)",
+            options.client_id
+        );
+    }
+    let client_id = options.client_id.clone();
     Ok(tokio::spawn(async move {
         let mut received = 0u64;
+        let mut duplicates = 0u64;
+        let mut seen = std::collections::HashSet::new();
         let mut batch = Vec::new();
         while received < expected {
             batch.clear();
             reader.next_batch(&mut batch).await?;
             for packet in batch.drain(..) {
                 if let Packet::Publish(publish) = packet {
-                    received += 1;
+                    let key = publish
+                        .payload
+                        .get(..8)
+                        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+                        .map(u64::from_be_bytes);
+                    match key {
+                        Some(key) if distinct && !seen.insert(key) => duplicates += 1,
+                        _ => received += 1,
+                    }
                     if let Some(packet_id) = publish.packet_id {
                         writer.queue(&Packet::PubAck(packet_id))?;
                     }
@@ -299,6 +393,11 @@ pub async fn start_counting_subscriber(
         }
         let finished = Instant::now();
         writer.disconnect().await;
+        if duplicates > 0 {
+            eprintln!(
+                "{client_id}: {duplicates} duplicate deliveries during the round (not counted)"
+            );
+        }
         Ok(finished)
     }))
 }
@@ -344,6 +443,7 @@ impl ReadyPublishers {
         payload: &Bytes,
         count: u64,
         window: usize,
+        stamp: bool,
     ) -> anyhow::Result<ReadyPublishers> {
         let clients: Vec<ConnectOptions> = publishers
             .iter()
@@ -352,7 +452,10 @@ impl ReadyPublishers {
         let connections = connect_all(endpoint, &clients).await?;
         let (start, start_receiver) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        for ((reader, writer), (_, topic)) in connections.into_iter().zip(publishers) {
+        for (index, ((reader, writer), (_, topic))) in
+            connections.into_iter().zip(publishers).enumerate()
+        {
+            let stamp = stamp.then(|| u32::try_from(index).unwrap_or(u32::MAX));
             let mut start = start_receiver.clone();
             let topic = topic.clone();
             let payload = payload.clone();
@@ -362,7 +465,8 @@ impl ReadyPublishers {
                     .await
                     .context("the round was abandoned")?;
                 let (outcome, _reader, writer) =
-                    publish_with_window(reader, writer, &topic, payload, count, window).await?;
+                    publish_with_window(reader, writer, &topic, payload, count, window, stamp)
+                        .await?;
                 writer.disconnect().await;
                 Ok::<_, anyhow::Error>(outcome)
             });
@@ -479,6 +583,7 @@ mod tests {
             Bytes::from_static(&[7; 256]),
             70_000,
             7,
+            Some(3),
         )
         .await
         .expect("publish");
@@ -491,6 +596,18 @@ mod tests {
         assert_eq!(seen[65_535], 1);
         let high_water = high_water.load(Ordering::SeqCst);
         assert!((1..=7).contains(&high_water), "high water {high_water}");
+    }
+
+    #[test]
+    fn message_keys_tell_publishers_and_sequences_apart() {
+        let keys = [
+            message_key(0, 0),
+            message_key(0, 1),
+            message_key(1, 0),
+            message_key(3, 70_000),
+        ];
+        expect_test::expect!["[0, 1, 1099511627776, 3298534953328]"]
+            .assert_eq(&format!("{keys:?}"));
     }
 
     #[tokio::test]

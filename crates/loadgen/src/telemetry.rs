@@ -191,6 +191,7 @@ async fn run_round(
         payload,
         messages_per_device,
         options.window,
+        false,
     )
     .await?;
     let cpu_before = process_cpu_time(target.process().pid())?;
@@ -237,7 +238,7 @@ async fn start_subscriber(
         clean_session: true,
         keep_alive_seconds: KEEP_ALIVE_SECONDS,
     };
-    mqtt::start_counting_subscriber(endpoint, &options, "#", expected).await
+    mqtt::start_counting_subscriber(endpoint, &options, "#", expected, false).await
 }
 
 impl TelemetryReport {
