@@ -8,7 +8,7 @@
 //! - A module input: messages are pushed to the module's session in order and acknowledged when
 //!   the module's PUBACKs arrive; while the module is offline the pump waits for it to connect.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -20,6 +20,7 @@ use iothub_client::{
 };
 use iothub_topics::ClientSubscription;
 use iothub_types::{DeviceId, Identity, Message, ModuleId};
+use mqtt_frontend::PushError;
 use tokio::sync::oneshot;
 
 use crate::hub::{EdgeHub, lock, now_ms};
@@ -28,8 +29,10 @@ use crate::routes::{RouteTable, Sink};
 
 /// Messages per upstream batch (Azure: 10 senders × 10).
 const UPSTREAM_BATCH: usize = 500;
-/// Messages per module-input batch.
-const MODULE_BATCH: usize = 100;
+/// Messages per module-input batch: a failed delivery sends at most this many again.
+const MODULE_BATCH: usize = 64;
+/// Module-input deliveries awaiting PUBACK at once (the front end queues 64 per connection).
+const MODULE_WINDOW: usize = 32;
 /// Bytes per batch, roughly.
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
 
@@ -187,63 +190,89 @@ async fn deliver_to_module(hub: &EdgeHub, module: &str, input: &str, batch: &Bat
             return false;
         }
     }
-    let mut waiters = Vec::with_capacity(batch.messages.len());
-    for stored in &batch.messages {
-        let Ok(mut message) = record::decode(&stored.payload) else {
-            continue;
-        };
-        message.system.input_name = Some(input.to_owned());
-        message.system.output_name = None;
-        let tag = hub.inner.new_tag();
-        let (sender, receiver) = oneshot::channel();
-        lock(&hub.inner.deliveries).insert(tag, sender);
-        let pushed = hub
-            .inner
-            .sessions
-            .send_module_input(
-                &device,
-                &module_id,
-                input,
-                &message,
-                mqtt_frontend::DeliveryTag(tag),
-            )
-            .await;
-        if pushed.is_err() {
-            lock(&hub.inner.deliveries).remove(&tag);
-            forget(hub, &waiters);
-            return false;
-        }
-        waiters.push((tag, receiver));
-    }
     let timeout = hub.inner.settings.message_ack_timeout;
-    let tags: Vec<u64> = waiters.iter().map(|(tag, _)| *tag).collect();
-    let acknowledged = tokio::time::timeout(
-        timeout,
-        join_all(waiters.into_iter().map(|(_, receiver)| receiver)),
-    )
-    .await;
-    match acknowledged {
-        Ok(results) if results.iter().all(|result| matches!(result, Ok(true))) => {
-            hub.inner
-                .counters
-                .delivered_to_modules
-                .fetch_add(results.len() as u64, Ordering::Relaxed);
-            true
-        }
-        _ => {
-            let mut deliveries = lock(&hub.inner.deliveries);
-            for tag in tags {
-                deliveries.remove(&tag);
+    let mut in_flight: VecDeque<(u64, oneshot::Receiver<bool>)> = VecDeque::new();
+    let mut delivered = 0u64;
+    let outcome = async {
+        for stored in &batch.messages {
+            let Ok(mut message) = record::decode(&stored.payload) else {
+                continue;
+            };
+            message.system.input_name = Some(input.to_owned());
+            message.system.output_name = None;
+            if in_flight.len() >= MODULE_WINDOW {
+                confirm_oldest(&mut in_flight, timeout).await?;
+                delivered += 1;
             }
-            false
+            let tag = hub.inner.new_tag();
+            let (sender, receiver) = oneshot::channel();
+            lock(&hub.inner.deliveries).insert(tag, sender);
+            loop {
+                let pushed = hub
+                    .inner
+                    .sessions
+                    .send_module_input(
+                        &device,
+                        &module_id,
+                        input,
+                        &message,
+                        mqtt_frontend::DeliveryTag(tag),
+                    )
+                    .await;
+                match pushed {
+                    Ok(()) => break,
+                    // The connection's queue is shared with other pushes: wait for room, never
+                    // push a message twice.
+                    Err(PushError::QueueFull) => match in_flight.is_empty() {
+                        true => tokio::time::sleep(Duration::from_millis(5)).await,
+                        false => {
+                            confirm_oldest(&mut in_flight, timeout).await?;
+                            delivered += 1;
+                        }
+                    },
+                    Err(_) => {
+                        lock(&hub.inner.deliveries).remove(&tag);
+                        return Err(());
+                    }
+                }
+            }
+            in_flight.push_back((tag, receiver));
         }
+        while !in_flight.is_empty() {
+            confirm_oldest(&mut in_flight, timeout).await?;
+            delivered += 1;
+        }
+        Ok(())
     }
+    .await;
+    hub.inner
+        .counters
+        .delivered_to_modules
+        .fetch_add(delivered, Ordering::Relaxed);
+    if outcome.is_err() {
+        let mut deliveries = lock(&hub.inner.deliveries);
+        for (tag, _) in in_flight {
+            deliveries.remove(&tag);
+        }
+        return false;
+    }
+    true
 }
 
-fn forget(hub: &EdgeHub, waiters: &[(u64, oneshot::Receiver<bool>)]) {
-    let mut deliveries = lock(&hub.inner.deliveries);
-    for (tag, _) in waiters {
-        deliveries.remove(tag);
+/// Waits for the module's PUBACK of the oldest delivery in flight.
+async fn confirm_oldest(
+    in_flight: &mut VecDeque<(u64, oneshot::Receiver<bool>)>,
+    timeout: Duration,
+) -> Result<(), ()> {
+    let Some((_, receiver)) = in_flight.front_mut() else {
+        return Ok(());
+    };
+    match tokio::time::timeout(timeout, receiver).await {
+        Ok(Ok(true)) => {
+            in_flight.pop_front();
+            Ok(())
+        }
+        _ => Err(()),
     }
 }
 

@@ -46,7 +46,7 @@ async fn start(store_max_bytes: u64, routes: serde_json::Value) -> Setup {
                         "storeAndForwardConfiguration": {"timeToLiveSecs": 3600}});
     std::fs::write(data_dir.join("config.json"), config.to_string()).unwrap();
     let scope = ScopeCache::open(directory.path().join("scope.cache"), &key(9)).unwrap();
-    for (name, seed) in [("src", 1), ("sink", 2)] {
+    for (name, seed) in [("src", 1), ("sink", 2), ("src2", 4)] {
         scope
             .upsert(ScopeIdentity {
                 identity: module(name),
@@ -225,4 +225,56 @@ async fn a_full_store_withholds_puback_instead_of_dropping_acknowledged_messages
         acknowledged >= 10 && store.messages_written >= acknowledged,
         "{acknowledged} acknowledged, {store:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishers_into_one_input_are_delivered_once_each_in_order() {
+    let setup = start(
+        16 * 1024 * 1024,
+        json!({"fanIn": "FROM /messages/modules/* INTO BrokeredEndpoint(\"/modules/sink/inputs/in\")"}),
+    )
+    .await;
+    const EACH: usize = 500;
+    let mut publishers = Vec::new();
+    for (name, seed) in [("src", 1), ("src2", 4)] {
+        let (client, _) = connect(&setup, name, seed).await;
+        publishers.push(tokio::spawn(async move {
+            for n in 0..EACH {
+                let message = Message::new(format!("{name}:{n}"));
+                client.send_output("out", message).await.unwrap();
+            }
+        }));
+    }
+    for publisher in publishers {
+        publisher.await.unwrap();
+    }
+    // The sink connects to a backlog of 1,000 stored messages: delivery runs into the
+    // connection's queue bound and must wait for PUBACKs, never resend.
+    let (sink, mut events) = connect(&setup, "sink", 2).await;
+    sink.enable(Feature::IncomingMessages).await.unwrap();
+    let mut seen: std::collections::HashMap<String, Vec<usize>> = Default::default();
+    for _ in 0..2 * EACH {
+        let event = tokio::time::timeout(Duration::from_secs(20), events.next())
+            .await
+            .expect("a module input")
+            .expect("the client runs");
+        let ClientEvent::ModuleInput { message, .. } = event else {
+            panic!("unexpected event {event:?}");
+        };
+        let text = String::from_utf8(message.body.to_vec()).unwrap();
+        let (name, n) = text.split_once(':').unwrap();
+        seen.entry(name.to_owned())
+            .or_default()
+            .push(n.parse().unwrap());
+    }
+    for name in ["src", "src2"] {
+        assert_eq!(
+            seen[name],
+            (0..EACH).collect::<Vec<_>>(),
+            "{name}: once each, in order"
+        );
+    }
+    // Nothing more arrives: no duplicates.
+    let extra = tokio::time::timeout(Duration::from_millis(500), events.next()).await;
+    assert!(extra.is_err(), "a duplicate arrived: {extra:?}");
 }

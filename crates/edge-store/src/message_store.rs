@@ -47,6 +47,8 @@ pub(crate) struct Inner {
     state: Mutex<State>,
     /// Serialises the passes that delete segments (overflow drops and reclaim).
     retention: tokio::sync::Mutex<()>,
+    /// Serialises the start of puts (admission and submission to the log) in arrival order.
+    order: tokio::sync::Mutex<()>,
     /// Bumped after each durable put has been recorded in the summaries (and on close).
     pub(crate) bookkept: watch::Sender<u64>,
     /// Bumped whenever retention deletes segments.
@@ -83,28 +85,28 @@ pub(crate) struct State {
 
 /// A put between admission and bookkeeping. Dropping it (also on a panic) releases the
 /// reservation and the retention fence, so a failed put can never stall retention.
-struct InFlight<'a> {
-    inner: &'a Inner,
+struct InFlight {
+    inner: Arc<Inner>,
     floor: u64,
     reserved_bytes: u64,
 }
 
-impl<'a> InFlight<'a> {
+impl InFlight {
     /// Registers a put that reserved `reserved_bytes`: its record will be at or after the
     /// offset that is committed now.
-    fn start(inner: &'a Inner, reserved_bytes: u64) -> InFlight<'a> {
+    fn start(inner: &Arc<Inner>, reserved_bytes: u64) -> InFlight {
         let mut state = inner.lock();
         let floor = inner.log.stats().next_offset;
         *state.in_flight.entry(floor).or_insert(0) += 1;
         InFlight {
-            inner,
+            inner: Arc::clone(inner),
             floor,
             reserved_bytes,
         }
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         let mut state = self.inner.lock();
         state.finish_in_flight(self.floor);
@@ -288,6 +290,7 @@ impl MessageStore {
                 options,
                 state: Mutex::new(state),
                 retention: tokio::sync::Mutex::new(()),
+                order: tokio::sync::Mutex::new(()),
                 bookkept: watch::channel(0).0,
                 freed: watch::channel(0).0,
                 refused_at: AtomicU64::new(0),
@@ -339,12 +342,20 @@ impl MessageStore {
         let mut record = Vec::with_capacity(payload.len() + 64);
         encode_record(&mut record, now_ms, &targets, &payload);
         let inner = Arc::clone(&self.inner);
-        // A task of its own, so that a write that reached the log is always recorded in the
-        // summaries, even when the caller stops waiting.
+        // Puts take their place in the log in the order they were first polled (the lock is
+        // fair), so one client's messages keep their order even while many wait for the same
+        // group commit.
+        let order = inner.order.lock().await;
+        let needed_bytes = frame_length(record.len()) as u64 + SEGMENT_HEADER_LENGTH as u64;
+        inner.admit(needed_bytes, overflow).await?;
+        let in_flight = InFlight::start(&inner, needed_bytes);
+        let durable = inner.log.submit_at(Bytes::from(record), now_ms).await?;
+        drop(order);
+        // The rest runs in a task of its own, so that a record that reached the log is always
+        // recorded in the summaries, even when the caller stops waiting.
         tokio::spawn(async move {
-            inner
-                .put_record(Bytes::from(record), targets, overflow, now_ms)
-                .await
+            let result = durable.await;
+            inner.record_put(result, targets, in_flight)
         })
         .await
         .map_err(|_| EdgeStoreError::Store(store::StoreError::Closed))?
@@ -455,17 +466,13 @@ impl Inner {
         state.endpoint_indexes.get(endpoint).copied()
     }
 
-    async fn put_record(
-        self: Arc<Self>,
-        record: Bytes,
+    /// Records a submitted put in the summaries once it is durable (or failed).
+    fn record_put(
+        &self,
+        result: Result<u64, store::StoreError>,
         targets: Vec<StoredTarget>,
-        overflow: Overflow,
-        now_ms: u64,
+        in_flight: InFlight,
     ) -> Result<u64, EdgeStoreError> {
-        let needed_bytes = frame_length(record.len()) as u64 + SEGMENT_HEADER_LENGTH as u64;
-        self.admit(needed_bytes, overflow).await?;
-        let in_flight = InFlight::start(&self, needed_bytes);
-        let result = self.log.append_at(record, now_ms).await;
         if let Ok(sequence) = result {
             let mut state = self.lock();
             match self.log.segment_containing(sequence) {

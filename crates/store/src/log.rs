@@ -433,6 +433,30 @@ impl LogHandle {
         Ok(offsets.start)
     }
 
+    /// Queues one record for the writer and returns a future that resolves with its offset once
+    /// it is durable. The record's place in the log is fixed when this returns, so callers that
+    /// must keep an order (the edge hub: one client's messages) submit in that order and may
+    /// then wait concurrently.
+    pub async fn submit_at(
+        &self,
+        payload: Bytes,
+        timestamp_ms: u64,
+    ) -> StoreResult<impl Future<Output = StoreResult<u64>> + Send + 'static> {
+        let (reply, response) = oneshot::channel();
+        let records = vec![AppendRecord {
+            payload,
+            timestamp_ms,
+        }];
+        self.requests
+            .send(WriterRequest::Append { records, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        Ok(async move {
+            let offsets = response.await.map_err(|_| StoreError::Closed)??;
+            Ok(offsets.start)
+        })
+    }
+
     /// Appends several records atomically (they get consecutive offsets and become durable
     /// together), stamped with the current time.
     pub async fn append_batch(&self, payloads: Vec<Bytes>) -> StoreResult<Range<u64>> {
