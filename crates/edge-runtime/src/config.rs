@@ -17,7 +17,7 @@
 //! [edge_hub]                 # the local IoT Hub for modules and leaf devices (on by default)
 //! mqtt_addr = "0.0.0.0:8883" # default: the gateway address if it is an IP, port 8883
 //! https_addr = "0.0.0.0:443" # MQTT over WebSocket and module-to-module methods
-//! store_max_bytes = 1073741824
+//! store_max_bytes = 1073741824 # default: 10% of the free disk space at start (at least 64 MiB)
 //! overflow = "refuse_new"    # or "drop_oldest"
 //! ```
 //!
@@ -158,13 +158,23 @@ pub struct EdgeSettings {
 pub struct EdgeHubListen {
     pub mqtt_addr: SocketAddr,
     pub https_addr: SocketAddr,
-    pub store_max_bytes: u64,
+    /// The store's byte bound; `None` sizes it at start from the free disk space
+    /// ([`automatic_store_bytes`]).
+    pub store_max_bytes: Option<u64>,
     /// `true` for `drop_oldest`, `false` for `refuse_new`.
     pub drop_oldest: bool,
 }
 
-/// The store bound when none is configured.
-pub const DEFAULT_EDGE_HUB_STORE_BYTES: u64 = 1024 * 1024 * 1024;
+/// The share of the free disk space the store may use when no bound is configured.
+pub const AUTOMATIC_STORE_SHARE_PERCENT: u64 = 10;
+/// The least automatic store bound, however full the disk is.
+pub const MIN_AUTOMATIC_STORE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The store bound when none is configured: [`AUTOMATIC_STORE_SHARE_PERCENT`] of the space
+/// available on the file system at `available_bytes`, at least [`MIN_AUTOMATIC_STORE_BYTES`].
+pub fn automatic_store_bytes(available_bytes: u64) -> u64 {
+    (available_bytes / 100 * AUTOMATIC_STORE_SHARE_PERCENT).max(MIN_AUTOMATIC_STORE_BYTES)
+}
 
 impl fmt::Debug for EdgeSettings {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -290,7 +300,7 @@ impl EdgeSettings {
                     enabled: Some(true),
                     mqtt_addr: Some(listen.mqtt_addr.to_string()),
                     https_addr: Some(listen.https_addr.to_string()),
-                    store_max_bytes: Some(listen.store_max_bytes),
+                    store_max_bytes: listen.store_max_bytes,
                     overflow: Some(
                         if listen.drop_oldest {
                             "drop_oldest"
@@ -355,8 +365,8 @@ fn edge_hub_listen(
             });
         }
     };
-    let store_max_bytes = file.store_max_bytes.unwrap_or(DEFAULT_EDGE_HUB_STORE_BYTES);
-    if store_max_bytes < 16 * 1024 * 1024 {
+    let store_max_bytes = file.store_max_bytes;
+    if store_max_bytes.is_some_and(|bytes| bytes < 16 * 1024 * 1024) {
         return Err(ConfigError::Invalid {
             key: "edge_hub.store_max_bytes",
             message: "the store needs at least 16 MiB".to_owned(),

@@ -102,7 +102,7 @@ impl EdgeHubHost {
             gateway_host: settings.gateway_hostname.to_string(),
             data_dir: data_dir.clone(),
             store: StoreOptions {
-                max_bytes: listen.store_max_bytes,
+                max_bytes: store_bound(listen, &data_dir),
                 ..StoreOptions::default()
             },
             overflow: if listen.drop_oldest {
@@ -192,6 +192,27 @@ impl EdgeHubHost {
             });
         }
     }
+}
+
+/// The configured store bound, or a share of the disk space free under `data_dir` now.
+fn store_bound(listen: &EdgeHubListen, data_dir: &std::path::Path) -> u64 {
+    if let Some(bytes) = listen.store_max_bytes {
+        return bytes;
+    }
+    let available = match rustix::fs::statvfs(data_dir) {
+        Ok(stats) => stats.f_bavail.saturating_mul(stats.f_frsize),
+        Err(error) => {
+            tracing::warn!(message = "Cannot read the free disk space; using the least store bound.", %error);
+            0
+        }
+    };
+    let bytes = crate::config::automatic_store_bytes(available);
+    tracing::info!(
+        message = "Edge hub store bound set from the free disk space.",
+        bytes,
+        available
+    );
+    bytes
 }
 
 fn server_certificate_request(

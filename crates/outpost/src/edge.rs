@@ -237,7 +237,7 @@ struct EdgeHubArgs {
     /// Where the edge hub listens for HTTPS (MQTT over WebSocket, module methods) [default: port 443].
     #[arg(long)]
     edge_hub_https_addr: Option<String>,
-    /// Byte bound of the edge hub's store-and-forward store [default: 1 GiB].
+    /// Byte bound of the edge hub's store-and-forward store [default: 10% of the free disk space at start, at least 64 MiB].
     #[arg(long)]
     edge_hub_store_max_bytes: Option<u64>,
 }

@@ -160,3 +160,11 @@ fn written_configuration_reads_back_the_same() {
         "the key never shows in debug output: {debug}"
     );
 }
+
+#[test]
+fn the_automatic_store_bound_is_a_share_of_the_free_disk() {
+    use edge_runtime::config::automatic_store_bytes;
+    assert_eq!(automatic_store_bytes(1_000_000_000_000), 100_000_000_000);
+    assert_eq!(automatic_store_bytes(100 * 1024 * 1024), 64 * 1024 * 1024);
+    assert_eq!(automatic_store_bytes(0), 64 * 1024 * 1024);
+}
