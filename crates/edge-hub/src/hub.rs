@@ -125,6 +125,10 @@ pub(crate) struct Inner {
     pub live_changed: watch::Sender<u64>,
     pending_methods: Mutex<HashMap<String, oneshot::Sender<MethodResponse>>>,
     pub deliveries: Mutex<HashMap<u64, oneshot::Sender<bool>>>,
+    /// `clients` of the `$edgeHub` reported properties, and which entries changed since the
+    /// last report.
+    clients: Mutex<ClientTable>,
+    clients_changed: Notify,
     next_tag: AtomicU64,
     pub counters: Counters,
 }
@@ -166,6 +170,8 @@ impl EdgeHub {
                 live_changed,
                 pending_methods: Mutex::new(HashMap::new()),
                 deliveries: Mutex::new(HashMap::new()),
+                clients: Mutex::new(ClientTable::default()),
+                clients_changed: Notify::new(),
                 next_tag: AtomicU64::new(1),
                 counters: Counters::default(),
             }),
@@ -175,6 +181,7 @@ impl EdgeHub {
         tokio::spawn(hub.clone().sync_reported_properties());
         tokio::spawn(hub.clone().refresh_scope(scope_inbox));
         tokio::spawn(hub.clone().reclaim_store());
+        tokio::spawn(hub.clone().report_clients());
         tokio::spawn(pumps::supervise(hub.clone()));
         Ok(hub)
     }
@@ -566,6 +573,39 @@ impl EdgeHub {
         }
     }
 
+    /// Keeps `clients` in the `$edgeHub` reported properties up to date, in bounded patches.
+    async fn report_clients(self) {
+        let mut online = self.inner.upstream.online();
+        loop {
+            tokio::select! {
+                () = self.inner.clients_changed.notified() => {}
+                changed = online.changed() => {
+                    if changed.is_err() { return; }
+                    if *online.borrow_and_update() {
+                        lock(&self.inner.clients).mark_all_changed();
+                    }
+                }
+            }
+            // Let a burst of connections settle into one patch.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            while self.inner.upstream.is_online() {
+                let Some(patch) = lock(&self.inner.clients).take_patch(CLIENTS_PER_PATCH) else {
+                    break;
+                };
+                let own = self.inner.upstream.edge_hub_identity();
+                let link = self.inner.upstream.link(&own);
+                let reported = json!({ "clients": patch });
+                if let Err(error) = link.patch_reported(&reported).await {
+                    tracing::debug!(%error, "client states not reported");
+                    if let Value::Object(entries) = reported["clients"].clone() {
+                        lock(&self.inner.clients).restore(entries.keys().cloned());
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
     async fn reclaim_store(self) {
         let mut interval = tokio::time::interval(RECLAIM_INTERVAL);
         loop {
@@ -714,6 +754,63 @@ impl EdgeHub {
     }
 }
 
+/// Client entries per `$edgeHub` reported patch (each is about 120 bytes; a reported section
+/// may hold 32 KB).
+const CLIENTS_PER_PATCH: usize = 100;
+
+/// The `clients` section of the `$edgeHub` reported properties, as Azure's edge hub reports it:
+/// modules stay listed with their last state, leaf devices only while connected.
+#[derive(Debug, Default)]
+struct ClientTable {
+    entries: std::collections::BTreeMap<String, Value>,
+    changed: std::collections::BTreeSet<String>,
+}
+
+impl ClientTable {
+    fn connected(&mut self, identity: &Identity, now: &str) {
+        let key = identity.to_string();
+        let mut entry = self.entries.get(&key).cloned().unwrap_or_else(|| json!({}));
+        entry["status"] = json!("connected");
+        entry["lastConnectedTimeUtc"] = json!(now);
+        self.entries.insert(key.clone(), entry);
+        self.changed.insert(key);
+    }
+
+    fn disconnected(&mut self, identity: &Identity, now: &str) {
+        let key = identity.to_string();
+        if identity.module.is_none() {
+            self.entries.remove(&key);
+        } else if let Some(entry) = self.entries.get_mut(&key) {
+            entry["status"] = json!("disconnected");
+            entry["lastDisconnectedTimeUtc"] = json!(now);
+        }
+        self.changed.insert(key);
+    }
+
+    fn mark_all_changed(&mut self) {
+        self.changed.extend(self.entries.keys().cloned());
+    }
+
+    fn restore(&mut self, keys: impl Iterator<Item = String>) {
+        self.changed.extend(keys);
+    }
+
+    /// Up to `limit` changed entries as a merge patch (`null` for leaf devices that left).
+    fn take_patch(&mut self, limit: usize) -> Option<Map<String, Value>> {
+        let keys: Vec<String> = self.changed.iter().take(limit).cloned().collect();
+        if keys.is_empty() {
+            return None;
+        }
+        let mut patch = Map::new();
+        for key in keys {
+            self.changed.remove(&key);
+            let value = self.entries.get(&key).cloned().unwrap_or(Value::Null);
+            patch.insert(key, value);
+        }
+        Some(patch)
+    }
+}
+
 /// Why a local method call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LocalMethodError {
@@ -780,6 +877,8 @@ impl Backend for EdgeHub {
 
     async fn connected(&self, session: &SessionInfo) {
         let identity = session.principal.identity.clone();
+        lock(&self.inner.clients).connected(&identity, &enqueued_time_now());
+        self.inner.clients_changed.notify_one();
         lock(&self.inner.live).insert(
             identity.clone(),
             Live {
@@ -811,6 +910,8 @@ impl Backend for EdgeHub {
             }
         }
         if was_current {
+            lock(&self.inner.clients).disconnected(identity, &enqueued_time_now());
+            self.inner.clients_changed.notify_one();
             self.inner.live_changed.send_modify(|counter| *counter += 1);
             self.inner.upstream.close(identity);
         }
@@ -941,4 +1042,36 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iothub_types::ModuleId;
+
+    #[test]
+    fn the_client_table_keeps_modules_drops_leaf_devices_and_patches_in_bounded_pieces() {
+        let device = DeviceId::new("edge").unwrap();
+        let module = Identity::module(device.clone(), ModuleId::new("filter").unwrap());
+        let leaf = Identity::device(DeviceId::new("leaf").unwrap());
+        let mut table = ClientTable::default();
+        table.connected(&module, "t1");
+        table.connected(&leaf, "t1");
+        let first = table.take_patch(1).unwrap();
+        let second = table.take_patch(1).unwrap();
+        assert_eq!(table.take_patch(1), None);
+        assert_eq!(first.len() + second.len(), 2);
+        table.disconnected(&module, "t2");
+        table.disconnected(&leaf, "t2");
+        let patch = table.take_patch(10).unwrap();
+        assert_eq!(
+            Value::Object(patch),
+            json!({
+                "edge/filter": {"status": "disconnected", "lastConnectedTimeUtc": "t1", "lastDisconnectedTimeUtc": "t2"},
+                "leaf": null
+            })
+        );
+        table.mark_all_changed();
+        assert_eq!(table.take_patch(10).unwrap().len(), 1);
+    }
 }

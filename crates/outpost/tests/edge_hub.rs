@@ -203,13 +203,21 @@ fn modules_and_a_leaf_device_work_through_the_edge_hub_online_and_through_an_out
         "module-to-module method through the edge hub"
     );
     let edge_ca = data_dir.join("agent/edge-ca.pem");
-    wait_for("the $edgeHub routes to be applied", || {
-        let twin = edge_hub_twin(&hub);
-        match twin.pointer("/properties/reported/lastDesiredStatus/code") {
-            Some(code) if code == 200 => Ok(()),
-            other => Err(format!("{other:?}: {twin}")),
-        }
-    });
+    wait_for(
+        "the $edgeHub routes applied and its clients reported",
+        || {
+            let twin = edge_hub_twin(&hub);
+            let reported = &twin["properties"]["reported"];
+            let applied = reported.pointer("/lastDesiredStatus/code") == Some(&json!(200));
+            let filter_listed =
+                reported.pointer("/clients/edge-gw~1filter/status") == Some(&json!("connected"));
+            if applied && filter_listed {
+                Ok(())
+            } else {
+                Err(twin.to_string())
+            }
+        },
+    );
 
     // Cloud to module through the edge hub: a direct method, and a desired patch the module
     // reports back (its reported patch travels up through the twin cache).
@@ -394,7 +402,8 @@ fn modules_and_a_leaf_device_work_through_the_edge_hub_online_and_through_an_out
                 .copied()
                 .collect();
             Err(format!(
-                "missing {missing:?}\nedge log:\n{}",
+                "missing {missing:?}\nfilter: {:?}\nedge log:\n{}",
+                module_state(&state_dir, "filter"),
                 tail(&edge.log(), 40)
             ))
         }
