@@ -13,6 +13,8 @@ socket) and then:
 The other scenarios print one JSON object on their last line:
 - `leaf_send CS COUNT START`: a leaf device (connection string with GatewayHostName) sends COUNT messages
   {"i", "temp"} (temp = 20 + i % 8) and prints {"sent": COUNT}; EDGE_CA_FILE is the edge CA.
+- `leaf_x509_send DEVICE HUB GATEWAY CERT KEY COUNT START`: the same as a leaf authenticated by a
+  self-signed X.509 certificate (thumbprint registered in the hub).
 - `leaf_refused CS`: the leaf is refused; prints {"refused": true}.
 - `leaf_twin CS`: patches reported {"leaf": "patched"} and gets its twin; prints the twin.
 - `leaf_c2d CS COUNT`: waits for COUNT cloud-to-device messages; prints {"received": [{body, properties}]}.
@@ -42,6 +44,28 @@ def leaf_send(cs, count, start):
         message.content_type = "application/json"
         message.content_encoding = "utf-8"
         message.message_id = f"leaf-{i}"
+        message.custom_properties["index"] = str(i)
+        client.send_message(message)
+    client.shutdown()
+    print(json.dumps({"sent": int(count)}))
+
+
+def leaf_x509_send(device_id, hub, gateway, cert_file, key_file, count, start):
+    from azure.iot.device import X509
+
+    client = IoTHubDeviceClient.create_from_x509_certificate(
+        x509=X509(cert_file, key_file),
+        hostname=hub,
+        device_id=device_id,
+        gateway_hostname=gateway,
+        server_verification_cert=open(os.environ["EDGE_CA_FILE"]).read(),
+        connection_retry=False,
+    )
+    client.connect()
+    for i in range(int(start), int(start) + int(count)):
+        message = Message(json.dumps({"i": i, "temp": 20 + i % 8}))
+        message.content_type = "application/json"
+        message.content_encoding = "utf-8"
         message.custom_properties["index"] = str(i)
         client.send_message(message)
     client.shutdown()
@@ -172,6 +196,7 @@ def main():
         "leaf_refused": leaf_refused,
         "leaf_twin": leaf_twin,
         "leaf_c2d": leaf_c2d,
+        "leaf_x509_send": leaf_x509_send,
     }
     scenarios[name](*args)
 

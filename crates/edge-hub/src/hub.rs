@@ -302,7 +302,8 @@ impl EdgeHub {
         }
         let (sender, receiver) = oneshot::channel();
         if self.inner.scope_requests.try_send(sender).is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), receiver).await;
+            let wait = self.inner.settings.scope_on_demand_interval + Duration::from_secs(10);
+            let _ = tokio::time::timeout(wait, receiver).await;
         }
         self.inner.scope.get(identity)
     }
@@ -546,8 +547,10 @@ impl EdgeHub {
                 request = requests.recv() => {
                     let Some(request) = request else { return };
                     waiters.push(request);
-                    let too_soon = last_fetch.is_some_and(|at| at.elapsed() < self.inner.settings.scope_on_demand_interval);
-                    if too_soon { continue; }
+                    // On-demand fetches are throttled: wait for the window instead of refusing.
+                    if let Some(at) = last_fetch {
+                        tokio::time::sleep_until(at + self.inner.settings.scope_on_demand_interval).await;
+                    }
                 }
             }
             while let Ok(request) = requests.try_recv() {

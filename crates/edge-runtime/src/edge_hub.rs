@@ -120,7 +120,7 @@ impl EdgeHubHost {
                 operation_timeout: Duration::from_secs(20),
             },
             scope_refresh_interval: Duration::from_secs(3600),
-            scope_on_demand_interval: Duration::from_secs(10),
+            scope_on_demand_interval: Duration::from_secs(5),
             message_ack_timeout: Duration::from_secs(30),
         };
         let hub = EdgeHub::start(hub_settings, sessions.clone(), scope, Some(scope_client)).await?;

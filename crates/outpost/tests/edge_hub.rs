@@ -266,12 +266,47 @@ fn modules_and_a_leaf_device_work_through_the_edge_hub_online_and_through_an_out
         true
     );
 
-    // Online: leaf → filter (condition on the body) → $upstream (condition on a property).
+    // Online: leaf → filter (condition on the body) → $upstream (condition on a property),
+    // from a SAS leaf and from an X.509 (self-signed, by thumbprint) leaf.
     assert_eq!(
         leaf(&edge_ca, &["leaf_send", &leaf_cs, "40", "0"])["sent"],
         40
     );
-    let expected_online = forwarded(0..40);
+    let certificate = tls::self_signed_client_certificate(&tls::ClientCertificateRequest {
+        common_name: "leaf-x509".to_owned(),
+        validity: tls::CertificateValidity::days_from_now(30),
+    })
+    .expect("self-signed certificate");
+    let cert_file = directory.join("leaf-x509.pem");
+    let key_file = directory.join("leaf-x509.key.pem");
+    std::fs::write(&cert_file, certificate.chain_pem()).expect("write cert");
+    std::fs::write(&key_file, certificate.private_key_pem()).expect("write key");
+    let thumbprint = tls::thumbprint_sha1_hex(certificate.end_entity());
+    hub.cli_ok(&[
+        "device",
+        "create",
+        "leaf-x509",
+        "--x509-thumbprint",
+        &thumbprint,
+        "--parent",
+        EDGE,
+    ]);
+    let x509_sent = leaf(
+        &edge_ca,
+        &[
+            "leaf_x509_send",
+            "leaf-x509",
+            &hub.address,
+            &gateway,
+            cert_file.to_str().expect("utf-8"),
+            key_file.to_str().expect("utf-8"),
+            "8",
+            "300",
+        ],
+    );
+    assert_eq!(x509_sent["sent"], 8);
+    let mut expected_online = forwarded(0..40);
+    expected_online.extend(forwarded(300..308));
     wait_for("the online messages upstream", || {
         let seen = filter_events(&hub, expected_online.len());
         let indexes: Vec<u64> = seen.keys().copied().collect();
@@ -314,8 +349,9 @@ fn modules_and_a_leaf_device_work_through_the_edge_hub_online_and_through_an_out
         leaf(&edge_ca, &["leaf_send", &leaf_cs, "8", "200"])["sent"],
         8
     );
-    let mut expected_kept = forwarded(0..40);
+    let mut expected_kept = expected_online.clone();
     expected_kept.extend(forwarded(200..208));
+    expected_kept.sort_unstable();
     wait_for("messages routed by the previous routes", || {
         let indexes: Vec<u64> = filter_events(&hub, expected_kept.len())
             .into_keys()
@@ -390,6 +426,7 @@ fn modules_and_a_leaf_device_work_through_the_edge_hub_online_and_through_an_out
     hub.start_again();
     let mut expected_all = forwarded(0..120);
     expected_all.extend(forwarded(200..208));
+    expected_all.extend(forwarded(300..308));
     let seen = wait_for("every stored message upstream", || {
         let seen = filter_events(&hub, expected_all.len() + 40);
         let indexes: Vec<u64> = seen.keys().copied().collect();
