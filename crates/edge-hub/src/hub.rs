@@ -329,12 +329,7 @@ impl EdgeHub {
                     {
                         tracing::warn!(%error, %identity, "cannot cache a desired patch");
                     }
-                    let body = Bytes::from(serde_json::to_vec(&patch).unwrap_or_default());
-                    let _ = self
-                        .inner
-                        .sessions
-                        .send_desired_properties_patch(&identity, version, body)
-                        .await;
+                    self.send_desired(&identity, version, &patch).await;
                 }
                 ClientEvent::MethodRequest(request) => {
                     tokio::spawn(self.clone().relay_cloud_method(identity, request));
@@ -520,13 +515,20 @@ impl EdgeHub {
         }
         if let Some(Value::Object(mut patch)) = desired_difference(&previous, desired) {
             patch.insert("$version".into(), json!(version));
-            let body = Bytes::from(serde_json::to_vec(&patch).unwrap_or_default());
-            let _ = self
-                .inner
-                .sessions
-                .send_desired_properties_patch(&identity, version, body)
+            self.send_desired(&identity, version, &Value::Object(patch))
                 .await;
         }
+    }
+
+    /// Pushes a desired-properties patch to a connected client (nothing is queued for one that
+    /// is not listening: it gets the difference when it subscribes).
+    async fn send_desired(&self, identity: &Identity, version: u64, patch: &Value) {
+        let body = Bytes::from(serde_json::to_vec(patch).unwrap_or_default());
+        let _ = self
+            .inner
+            .sessions
+            .send_desired_properties_patch(identity, version, body)
+            .await;
     }
 
     async fn refresh_scope(self, mut requests: mpsc::Receiver<oneshot::Sender<()>>) {

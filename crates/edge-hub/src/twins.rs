@@ -12,6 +12,8 @@ use iothub_types::Identity;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+pub use twin::json_merge_patch as merge;
+
 /// The largest reported section accepted (IoT Hub's limit).
 pub const MAX_REPORTED_BYTES: usize = 32 * 1024;
 
@@ -260,31 +262,6 @@ impl TwinCache {
         std::fs::rename(&temporary, &path)?;
         lock(&self.shared.twins).insert(identity.clone(), twin);
         Ok(())
-    }
-}
-
-/// JSON merge patch (RFC 7386) of `patch` into `target`: `null` removes a key.
-pub fn merge(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
-    for (key, value) in patch {
-        match value {
-            Value::Null => {
-                target.remove(key);
-            }
-            Value::Object(inner) => {
-                let entry = target
-                    .entry(key.clone())
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if !entry.is_object() {
-                    *entry = Value::Object(Map::new());
-                }
-                if let Value::Object(existing) = entry {
-                    merge(existing, inner);
-                }
-            }
-            other => {
-                target.insert(key.clone(), other.clone());
-            }
-        }
     }
 }
 

@@ -85,31 +85,7 @@ impl DesiredTracker {
     }
 }
 
-/// Applies an RFC 7386 JSON merge patch to an object: `null` removes a key, objects merge,
-/// anything else replaces.
-pub fn merge_patch(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
-    for (key, value) in patch {
-        match value {
-            Value::Null => {
-                target.remove(key);
-            }
-            Value::Object(inner_patch) => {
-                let entry = target
-                    .entry(key.clone())
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if !entry.is_object() {
-                    *entry = Value::Object(Map::new());
-                }
-                if let Value::Object(inner) = entry {
-                    merge_patch(inner, inner_patch);
-                }
-            }
-            other => {
-                target.insert(key.clone(), other.clone());
-            }
-        }
-    }
-}
+pub use twin::json_merge_patch as merge_patch;
 
 /// The last deployment the agent applied, as stored in `DATA_DIR/agent/deployment.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::atomic::AtomicU8;
 
 use serde_json::{Value, json};
-use support::edge::{init_edge, set_modules, tail, wait_for};
+use support::edge::{Edge, init_edge, set_modules, tail, wait_for};
 use support::{Hub, next_address, python, workspace_root};
 
 static ADDRESSES: AtomicU8 = AtomicU8::new(0);
@@ -80,6 +80,19 @@ fn leaf(edge_ca: &Path, args: &[&str]) -> Value {
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("leaf JSON")
+}
+
+/// Waits until the filter module reported `seen` = `threshold` (its answer to a desired patch).
+fn wait_for_filter_seen(hub: &Hub, edge: &Edge, threshold: u64, what: &str) {
+    wait_for(what, || {
+        let twin: Value =
+            serde_json::from_str(&hub.cli_ok(&["twin", "show", EDGE, "--module", "filter"]))
+                .expect("twin JSON");
+        match twin.pointer("/properties/reported/seen") {
+            Some(seen) if seen == threshold => Ok(()),
+            _ => Err(format!("{twin}\nedge log:\n{}", tail(&edge.log(), 10))),
+        }
+    });
 }
 
 fn update_edge_hub(hub: &Hub, desired: &str) {
@@ -247,17 +260,11 @@ fn modules_and_a_leaf_device_work_through_the_edge_hub_online_and_through_an_out
         "--desired",
         r#"{"threshold":30}"#,
     ]);
-    wait_for(
+    wait_for_filter_seen(
+        &hub,
+        &edge,
+        30,
         "the filter module to report the new desired threshold",
-        || {
-            let twin: Value =
-                serde_json::from_str(&hub.cli_ok(&["twin", "show", EDGE, "--module", "filter"]))
-                    .expect("twin JSON");
-            match twin.pointer("/properties/reported/seen") {
-                Some(seen) if seen == 30 => Ok(()),
-                _ => Err(format!("{twin}\nedge log:\n{}", tail(&edge.log(), 10))),
-            }
-        },
     );
 
     // A device outside the edge device's scope is refused.
@@ -463,17 +470,11 @@ fn modules_and_a_leaf_device_work_through_the_edge_hub_online_and_through_an_out
         r#"{"threshold":40}"#,
     ]);
     edge.start();
-    wait_for(
+    wait_for_filter_seen(
+        &hub,
+        &edge,
+        40,
         "the filter module to get the desired change it missed",
-        || {
-            let twin: Value =
-                serde_json::from_str(&hub.cli_ok(&["twin", "show", EDGE, "--module", "filter"]))
-                    .expect("twin JSON");
-            match twin.pointer("/properties/reported/seen") {
-                Some(seen) if seen == 40 => Ok(()),
-                _ => Err(format!("{twin}\nedge log:\n{}", tail(&edge.log(), 10))),
-            }
-        },
     );
     edge.stop();
 }

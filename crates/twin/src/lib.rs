@@ -32,6 +32,7 @@
 
 mod error;
 mod etag;
+mod merge;
 mod metadata;
 mod service;
 mod storage;
@@ -44,6 +45,7 @@ mod tests;
 
 pub use error::{JsonKind, TwinError, TwinSection};
 pub use etag::{EtagMismatch, IfMatch, TwinEtag, check_if_match};
+pub use merge::json_merge_patch;
 pub use metadata::MetadataNode;
 pub use service::{
     AuthenticationType, ConnectionState, IdentityStatus, ServiceTwinUpdate, TwinIdentity,
