@@ -36,6 +36,9 @@ pub struct EdgeMemoryOptions {
     pub connect_concurrency: usize,
     /// Pause before each RSS reading.
     pub settle: Duration,
+    /// Read the agent alone and nothing else (no edge hub, no leaf devices): the quick loop for
+    /// measuring changes to the agent's footprint.
+    pub agent_only: bool,
 }
 
 /// One run's readings, in KiB.
@@ -46,6 +49,8 @@ pub struct EdgeMemoryRun {
     /// Of `agent_kib`: anonymous memory (heap, stacks) and file-backed pages (code).
     pub agent_anon_kib: u64,
     pub agent_file_kib: u64,
+    /// Threads of the agent process (`Threads:` in `/proc/PID/status`).
+    pub agent_threads: u64,
     /// `outpost edge run` with its edge hub, all modules running, routes applied, no client, no
     /// child device in the edge device's scope.
     pub idle_kib: u64,
@@ -89,7 +94,18 @@ pub async fn run(
         agent.wait_for_modules(&names, POLL).await?;
         tokio::time::sleep(options.settle).await;
         let agent_reading = agent.process()?.resident_breakdown_kib()?;
+        let agent_threads = agent.process()?.threads()?;
         agent.stop().await?;
+        if options.agent_only {
+            eprintln!(
+                "run {}/{}: agent {} KiB, {agent_threads} threads",
+                run + 1,
+                options.runs,
+                agent_reading.0
+            );
+            without_children.push((agent_reading, agent_threads, 0));
+            continue;
+        }
         let mut full = lab.init_runtime(&EdgeInitOptions::default()).await?;
         full.start().await?;
         full.wait_for_modules(&names, POLL).await?;
@@ -103,7 +119,27 @@ pub async fn run(
             options.runs,
             agent_reading.0
         );
-        without_children.push((agent_reading, idle_kib));
+        without_children.push((agent_reading, agent_threads, idle_kib));
+    }
+    if options.agent_only {
+        let runs = without_children
+            .into_iter()
+            .map(
+                |((agent_kib, agent_anon_kib, agent_file_kib), agent_threads, _)| EdgeMemoryRun {
+                    agent_kib,
+                    agent_anon_kib,
+                    agent_file_kib,
+                    agent_threads,
+                    idle_kib: 0,
+                    scoped_idle_kib: 0,
+                    connected_kib: 0,
+                },
+            )
+            .collect();
+        return Ok(EdgeMemoryReport {
+            options: options.clone(),
+            runs,
+        });
     }
 
     let leaves = device_credentials("bench-leaf-", options.leaves)?;
@@ -126,7 +162,7 @@ pub async fn run(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut runs = Vec::new();
-    for (run, ((agent_kib, agent_anon_kib, agent_file_kib), idle_kib)) in
+    for (run, ((agent_kib, agent_anon_kib, agent_file_kib), agent_threads, idle_kib)) in
         without_children.into_iter().enumerate()
     {
         let mut full = lab.init_runtime(&EdgeInitOptions::default()).await?;
@@ -170,6 +206,7 @@ pub async fn run(
             agent_kib,
             agent_anon_kib,
             agent_file_kib,
+            agent_threads,
             idle_kib,
             scoped_idle_kib,
             connected_kib,
@@ -187,8 +224,17 @@ fn mib(kib: f64) -> f64 {
 }
 
 impl EdgeMemoryReport {
+    /// The median over the runs of one reading (NaN without runs).
+    fn median(&self, pick: fn(&EdgeMemoryRun) -> f64) -> f64 {
+        RunSummary::from_samples(self.runs.iter().map(pick).collect())
+            .map_or(f64::NAN, |summary| summary.median)
+    }
+
     /// The report as Markdown: every run, then the medians and the targets.
     pub fn to_markdown(&self) -> String {
+        if self.options.agent_only {
+            return self.agent_markdown();
+        }
         let options = &self.options;
         let leaves = options.leaves.max(1) as f64;
         let mut text = format!(
@@ -221,10 +267,7 @@ impl EdgeMemoryReport {
                 run.connected_kib as f64,
             ));
         }
-        let summary = |pick: fn(&EdgeMemoryRun) -> f64| {
-            RunSummary::from_samples(self.runs.iter().map(pick).collect())
-                .map_or(f64::NAN, |summary| summary.median)
-        };
+        let summary = |pick| self.median(pick);
         let agent = summary(|run| run.agent_kib as f64);
         let idle = summary(|run| run.idle_kib as f64);
         let edge_hub_part = summary(|run| run.idle_kib as f64 - run.agent_kib as f64);
@@ -256,7 +299,103 @@ impl EdgeMemoryReport {
     }
 }
 
+impl EdgeMemoryReport {
+    /// The `--agent-only` report: the agent's resident set per run, split, with its thread count.
+    fn agent_markdown(&self) -> String {
+        let mut text = format!(
+            "Edge agent memory: VmRSS of `outpost edge run --no-edge-hub` with {} process modules running \
+             (not counted), {} runs, each read {:?} after the modules run, every run on a fresh runtime.\n\n\
+             | run | agent (MiB) | anonymous (MiB) | file-backed (MiB) | threads |\n|---|---|---|---|---|\n",
+            self.options.modules, self.options.runs, self.options.settle
+        );
+        // Total, anonymous and file-backed KiB, threads.
+        let columns: [fn(&EdgeMemoryRun) -> f64; 4] = [
+            |run| run.agent_kib as f64,
+            |run| run.agent_anon_kib as f64,
+            |run| run.agent_file_kib as f64,
+            |run| run.agent_threads as f64,
+        ];
+        let row = |label: String, [total, anon, file, threads]: [f64; 4]| {
+            format!(
+                "| {label} | {:.1} | {:.1} | {:.1} | {threads} |\n",
+                mib(total),
+                mib(anon),
+                mib(file)
+            )
+        };
+        for (index, run) in self.runs.iter().enumerate() {
+            text.push_str(&row(
+                format!("{}", index + 1),
+                columns.map(|pick| pick(run)),
+            ));
+        }
+        text.push_str(&row(
+            "**median**".to_owned(),
+            columns.map(|pick| self.median(pick)),
+        ));
+        let agent = self.median(columns[0]);
+        text.push_str(&format!(
+            "\nTarget: agent ≤ 15 MB (#5): {:.1} MiB ({:.1} MB) → {}.\n",
+            mib(agent),
+            agent * 1.024 / 1000.0,
+            verdict(agent * 1.024 / 1000.0 <= 15.0),
+        ));
+        text
+    }
+}
+
 /// `met` or `missed`.
 pub fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "**missed**" }
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::expect;
+
+    use super::*;
+
+    fn agent_run(agent_kib: u64, agent_anon_kib: u64, agent_threads: u64) -> EdgeMemoryRun {
+        EdgeMemoryRun {
+            agent_kib,
+            agent_anon_kib,
+            agent_file_kib: agent_kib - agent_anon_kib,
+            agent_threads,
+            idle_kib: 0,
+            scoped_idle_kib: 0,
+            connected_kib: 0,
+        }
+    }
+
+    #[test]
+    fn agent_only_report() {
+        let report = EdgeMemoryReport {
+            options: EdgeMemoryOptions {
+                modules: 10,
+                leaves: 1000,
+                runs: 3,
+                connect_concurrency: 32,
+                settle: Duration::from_secs(2),
+                agent_only: true,
+            },
+            runs: vec![
+                agent_run(14_234, 2_560, 6),
+                agent_run(16_384, 2_662, 7),
+                agent_run(14_131, 2_560, 5),
+            ],
+        };
+        expect![[r#"
+            Edge agent memory: VmRSS of `outpost edge run --no-edge-hub` with 10 process modules running (not counted), 3 runs, each read 2s after the modules run, every run on a fresh runtime.
+
+            | run | agent (MiB) | anonymous (MiB) | file-backed (MiB) | threads |
+            |---|---|---|---|---|
+            | 1 | 13.9 | 2.5 | 11.4 | 6 |
+            | 2 | 16.0 | 2.6 | 13.4 | 7 |
+            | 3 | 13.8 | 2.5 | 11.3 | 5 |
+            | **median** | 13.9 | 2.5 | 11.4 | 6 |
+
+            Target: agent ≤ 15 MB (#5): 13.9 MiB (14.6 MB) → met.
+        "#]]
+        .assert_eq(&report.to_markdown());
+    }
 }

@@ -109,6 +109,9 @@ struct EdgeMemoryArgs {
     /// Pause before each RSS reading, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     settle_millis: u64,
+    /// Read only the agent alone (its resident set, split, and its threads): no edge hub, no leaves.
+    #[arg(long)]
+    agent_only: bool,
 }
 
 #[derive(Args)]
@@ -319,6 +322,7 @@ fn main() -> anyhow::Result<()> {
                     runs: args.runs,
                     connect_concurrency: args.connect_concurrency,
                     settle: Duration::from_millis(args.settle_millis),
+                    agent_only: args.agent_only,
                 };
                 loadgen::edge_memory::run(&options, &programs)
                     .await

@@ -73,6 +73,14 @@ impl ServerProcess {
         Ok((field("VmRSS")?, field("RssAnon")?, field("RssFile")?))
     }
 
+    /// The process's thread count now (`Threads:` in `/proc/PID/status`).
+    pub fn threads(&self) -> anyhow::Result<u64> {
+        let path = format!("/proc/{}/status", self.pid);
+        let status =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        parse_status_kib(&status, "Threads").ok_or_else(|| anyhow!("{path} has no Threads line"))
+    }
+
     /// Fails with the end of the server's log if it has exited.
     pub fn ensure_running(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {
@@ -444,7 +452,8 @@ pub fn parse_vm_rss_kib(status: &str) -> Option<u64> {
     parse_status_kib(status, "VmRSS")
 }
 
-/// A `name:` line of a `/proc/PID/status` text (such as `RssAnon`), in KiB.
+/// The number on a `name:` line of a `/proc/PID/status` text: KiB for the memory lines (such as
+/// `RssAnon`), a count for `Threads`.
 pub fn parse_status_kib(status: &str, name: &str) -> Option<u64> {
     status
         .lines()
@@ -543,19 +552,20 @@ mod tests {
 
     #[test]
     fn proc_texts() {
-        let status =
-            "Name:\toutpost\nVmPeak:\t  20000 kB\nVmRSS:\t   12345 kB\nRssAnon:\t 9000 kB\n";
+        let status = "Name:\toutpost\nVmPeak:\t  20000 kB\nVmRSS:\t   12345 kB\nRssAnon:\t 9000 kB\nThreads:\t6\n";
         let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
                       Max cpu time              unlimited            unlimited            seconds   \n\
                       Max open files            20000                unlimited            files     \n";
         let rendered = format!(
-            "{:?} {:?} {:?} {:?} {:?}",
+            "{:?} {:?} {:?} {:?} {:?} {:?}",
             parse_vm_rss_kib(status),
             parse_status_kib(status, "RssAnon"),
+            parse_status_kib(status, "Threads"),
             parse_vm_rss_kib("Name: x\n"),
             parse_open_files_limit(limits),
             parse_open_files_limit("Max open files  lots  20000 files"),
         );
-        expect!["Some(12345) Some(9000) None Some((Some(20000), None)) None"].assert_eq(&rendered);
+        expect!["Some(12345) Some(9000) Some(6) None Some((Some(20000), None)) None"]
+            .assert_eq(&rendered);
     }
 }
