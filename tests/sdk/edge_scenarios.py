@@ -111,18 +111,41 @@ def leaf_twin(cs):
 
 
 def module():
+    """Runs the module; any failure of its main thread ends the process at once (no interpreter
+    shutdown with the SDK's threads still acknowledging messages that nothing handles)."""
+    try:
+        run_module()
+    except BaseException as error:  # noqa: BLE001
+        import traceback
+
+        sys.stderr.write(f"module main thread failed: {error!r}\n{traceback.format_exc()}")
+        sys.stderr.flush()
+        os._exit(1)
+
+
+def run_module():
     module_id = os.environ["IOTEDGE_MODULEID"]
     state_file = os.path.join(os.environ["STATE_DIR"], f"{module_id}.json")
     state = {"forwarded": 0, "received": 0, "desired_seen": [], "errors": [], "method_result": None}
     lock = threading.Lock()
+    error_log = os.path.join(os.environ["STATE_DIR"], f"{module_id}.errors")
+
+    def record_error(text):
+        import traceback
+
+        with lock:
+            state["errors"].append(text)
+        with open(error_log, "a") as out:
+            out.write(f"{os.getpid()} {time.time():.3f} {text}\n{traceback.format_exc()}\n")
 
     def save():
+        # Called from the handler threads and the main thread: one writer at a time, each with
+        # its own temporary file.
         with lock:
-            text = json.dumps(state)
-        temporary = state_file + ".tmp"
-        with open(temporary, "w") as out:
-            out.write(text)
-        os.replace(temporary, state_file)
+            temporary = f"{state_file}.{os.getpid()}.{threading.get_ident()}.tmp"
+            with open(temporary, "w") as out:
+                out.write(json.dumps(state))
+            os.replace(temporary, state_file)
 
     client = IoTHubModuleClient.create_from_edge_environment()
     client.connect()
@@ -142,8 +165,11 @@ def module():
                 with lock:
                     state["forwarded"] += 1
         except Exception as error:  # noqa: BLE001 - recorded for the test to see
-            with lock:
-                state["errors"].append(repr(error))
+            record_error("on_message: " + repr(error))
+            save()
+            # The SDK acknowledged this message already: die at once rather than acknowledge
+            # more that cannot be handled; the runtime restarts the module.
+            os._exit(1)
         save()
 
     def on_method(request):
@@ -164,7 +190,14 @@ def module():
     client.on_message_received = on_message
     client.on_method_request_received = on_method
     client.on_twin_desired_properties_patch_received = on_patch
-    client.patch_twin_reported_properties({"started": True})
+    try:
+        client.patch_twin_reported_properties({"started": True})
+    except Exception as error:  # noqa: BLE001 - a module must not half-die: record and exit at once
+        record_error("main: " + repr(error))
+        save()
+        # Exit without interpreter shutdown, so that no message is acknowledged by a process
+        # that can no longer handle it; the runtime restarts the module.
+        os._exit(1)
     save()
 
     target = os.environ.get("CALL_MODULE")

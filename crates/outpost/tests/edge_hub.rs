@@ -446,8 +446,9 @@ fn modules_and_a_leaf_device_work_through_the_edge_hub_online_and_through_an_out
                 .copied()
                 .collect();
             Err(format!(
-                "missing {missing:?}\nfilter: {:?}\nedge log:\n{}",
+                "missing {missing:?}\nfilter: {:?}\nfilter errors: {}\nedge log:\n{}",
                 module_state(&state_dir, "filter"),
+                std::fs::read_to_string(state_dir.join("filter.errors")).unwrap_or_default(),
                 tail(&edge.log(), 40)
             ))
         }
