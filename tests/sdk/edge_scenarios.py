@@ -126,7 +126,14 @@ def module():
 def run_module():
     module_id = os.environ["IOTEDGE_MODULEID"]
     state_file = os.path.join(os.environ["STATE_DIR"], f"{module_id}.json")
-    state = {"forwarded": 0, "received": 0, "desired_seen": [], "errors": [], "method_result": None}
+    state = {
+        "forwarded": 0,
+        "forwarded_indexes": [],
+        "received": 0,
+        "desired_seen": [],
+        "errors": [],
+        "method_result": None,
+    }
     lock = threading.Lock()
     error_log = os.path.join(os.environ["STATE_DIR"], f"{module_id}.errors")
 
@@ -164,6 +171,7 @@ def run_module():
                 client.send_message_to_output(out, "output1")
                 with lock:
                     state["forwarded"] += 1
+                    state["forwarded_indexes"].append(body.get("i"))
         except Exception as error:  # noqa: BLE001 - recorded for the test to see
             record_error("on_message: " + repr(error))
             save()

@@ -393,9 +393,16 @@ fn modules_and_a_leaf_device_work_through_the_edge_hub_online_and_through_an_out
         leaf(&edge_ca, &["leaf_send", &leaf_cs, "40", "40"])["sent"],
         40
     );
-    wait_for("the filter to handle the offline messages", || {
+    // Wait until the filter has stored its outputs for them: a module acknowledges an input when
+    // it receives it, so killing everything before its output is acknowledged would lose it in
+    // the module, not in the edge hub.
+    wait_for("the filter to forward the offline messages", || {
         let state = module_state(&state_dir, "filter").unwrap_or_default();
-        if state["received"].as_u64().unwrap_or(0) >= 80 {
+        let done: Vec<u64> = state["forwarded_indexes"]
+            .as_array()
+            .map(|indexes| indexes.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
+        if forwarded(40..80).iter().all(|index| done.contains(index)) {
             Ok(())
         } else {
             Err(state.to_string())
