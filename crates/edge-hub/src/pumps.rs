@@ -35,6 +35,12 @@ const MODULE_BATCH: usize = 64;
 const MODULE_WINDOW: usize = 32;
 /// Bytes per batch, roughly.
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Delivered messages acknowledged in memory before the durable cursor commit (a write, an
+/// `fsync` and a rename): a crash redelivers at most about this many per endpoint. The reader
+/// also commits whenever the endpoint runs dry.
+const COMMIT_EVERY: usize = 1024;
+/// The longest a delivered message waits for its durable cursor commit while traffic flows.
+const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Starts a pump for every endpoint the routes name, now and whenever the routes change.
 pub(crate) async fn supervise(hub: EdgeHub) {
@@ -61,6 +67,7 @@ pub(crate) async fn supervise(hub: EdgeHub) {
 
 async fn run(hub: EdgeHub, sink: Sink, mut reader: EndpointReader) {
     let endpoint = sink.endpoint_id();
+    let mut last_commit = tokio::time::Instant::now();
     loop {
         let limit = match sink {
             Sink::Upstream => UPSTREAM_BATCH,
@@ -81,7 +88,19 @@ async fn run(hub: EdgeHub, sink: Sink, mut reader: EndpointReader) {
             }
         };
         if delivered {
-            if let Err(error) = reader.ack(&batch).await {
+            let committed = match reader.ack_deferred(&batch) {
+                Ok(deferred)
+                    if deferred < COMMIT_EVERY && last_commit.elapsed() < COMMIT_INTERVAL =>
+                {
+                    Ok(())
+                }
+                Ok(_) => {
+                    last_commit = tokio::time::Instant::now();
+                    reader.commit().await
+                }
+                Err(error) => Err(error),
+            };
+            if let Err(error) = committed {
                 tracing::warn!(%error, endpoint, "cannot acknowledge delivered messages");
                 reader.rewind();
             }

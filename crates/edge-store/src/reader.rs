@@ -23,6 +23,11 @@ pub struct EndpointReader {
     generation: u64,
     /// Per priority (by value): where the next scan starts.
     positions: Vec<u64>,
+    /// Per priority (by value): the first message not acknowledged through
+    /// [`EndpointReader::ack_deferred`]; ahead of the durable cursor until the next commit.
+    acknowledged: Vec<u64>,
+    /// Messages acknowledged in memory and not yet durably.
+    deferred: usize,
     bookkept: watch::Receiver<u64>,
 }
 
@@ -40,7 +45,9 @@ impl EndpointReader {
             endpoint,
             index,
             generation,
+            acknowledged: positions.clone(),
             positions,
+            deferred: 0,
             bookkept,
         }
     }
@@ -81,7 +88,9 @@ impl EndpointReader {
                     return Ok(Batch { priority, messages });
                 }
             }
-            // Nothing pending: sleep until the next put is recorded (or the store closes).
+            // Nothing pending: make deferred acknowledgements durable before idling, then sleep
+            // until the next put is recorded (or the store closes).
+            self.commit().await?;
             if self.bookkept.changed().await.is_err() {
                 return Err(store::StoreError::Closed.into());
             }
@@ -106,6 +115,43 @@ impl EndpointReader {
             .await?;
         let slot = usize::from(batch.priority.get());
         self.positions[slot] = self.positions[slot].max(first_unacknowledged);
+        self.acknowledged[slot] = self.acknowledged[slot].max(first_unacknowledged);
+        Ok(())
+    }
+
+    /// Acknowledges a batch in memory only: this reader never returns its messages again (also
+    /// not after [`EndpointReader::rewind`]), but the durable cursor moves only at the next
+    /// [`EndpointReader::commit`], which [`EndpointReader::next_batch`] also does before it
+    /// waits for new messages. A crash (or a replaced reader) before that delivers them again.
+    /// Returns how many messages are acknowledged in memory and not yet durably. Batches of one
+    /// priority must be acknowledged in the order they were returned.
+    pub fn ack_deferred(&mut self, batch: &Batch) -> Result<usize, EdgeStoreError> {
+        self.check_live()?;
+        let Some(last) = batch.messages.last() else {
+            return Ok(self.deferred);
+        };
+        let slot = usize::from(batch.priority.get());
+        let first_unacknowledged = last.sequence + 1;
+        self.acknowledged[slot] = self.acknowledged[slot].max(first_unacknowledged);
+        self.positions[slot] = self.positions[slot].max(first_unacknowledged);
+        self.deferred += batch.messages.len();
+        Ok(self.deferred)
+    }
+
+    /// Durably acknowledges everything acknowledged with [`EndpointReader::ack_deferred`] (one
+    /// cursor commit per priority that moved), and deletes segments every target is done with.
+    pub async fn commit(&mut self) -> Result<(), EdgeStoreError> {
+        if self.deferred == 0 {
+            return Ok(());
+        }
+        self.check_live()?;
+        for priority in Priority::all() {
+            let first_unacknowledged = self.acknowledged[usize::from(priority.get())];
+            self.inner
+                .acknowledge(&self.endpoint, (self.index, priority), first_unacknowledged)
+                .await?;
+        }
+        self.deferred = 0;
         Ok(())
     }
 
@@ -114,7 +160,10 @@ impl EndpointReader {
     pub fn rewind(&mut self) {
         let state = self.inner.lock();
         for priority in Priority::all() {
-            self.positions[usize::from(priority.get())] = state.cursor((self.index, priority));
+            let slot = usize::from(priority.get());
+            self.positions[slot] = state
+                .cursor((self.index, priority))
+                .max(self.acknowledged[slot]);
         }
     }
 

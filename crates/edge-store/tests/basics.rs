@@ -396,3 +396,55 @@ async fn concurrent_drop_oldest_accounts_for_every_message() {
     assert_eq!(store.pending_estimate(&EndpointId::upstream()), 0);
     store.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn deferred_acks_survive_rewind_and_become_durable_on_commit_or_idle() {
+    let directory = tempfile::tempdir().unwrap();
+    let options = StoreOptions::default;
+    let store = MessageStore::open(directory.path(), options())
+        .await
+        .unwrap();
+    for payload in ["a", "b", "c", "d"] {
+        put(&store, payload, vec![target("$upstream", 0, 0)], 0).await;
+    }
+    let mut reader = store.reader(&EndpointId::upstream());
+    let first = reader.next_batch(1, usize::MAX, 1).await.unwrap();
+    assert_eq!(reader.ack_deferred(&first).unwrap(), 1);
+    let second = reader.next_batch(1, usize::MAX, 1).await.unwrap();
+    assert_eq!(reader.ack_deferred(&second).unwrap(), 2);
+    // A rewind (failed delivery) goes back to the first message not acknowledged in memory.
+    assert_eq!(next(&mut reader, 1, 1).await, "p0 c");
+    reader.rewind();
+    assert_eq!(next(&mut reader, 1, 1).await, "p0 c");
+
+    // Not committed: a reopened store delivers them again.
+    store.close().await.unwrap();
+    let store = MessageStore::open(directory.path(), options())
+        .await
+        .unwrap();
+    let mut reader = store.reader(&EndpointId::upstream());
+    let batch = reader.next_batch(2, usize::MAX, 1).await.unwrap();
+    assert_eq!(batch.messages.len(), 2);
+    assert_eq!(reader.ack_deferred(&batch).unwrap(), 2);
+    reader.commit().await.unwrap();
+    // Running dry commits too: acknowledge "c" and wait for a message that never comes.
+    let batch = reader.next_batch(1, usize::MAX, 1).await.unwrap();
+    assert_eq!(reader.ack_deferred(&batch).unwrap(), 1);
+    let last = reader.next_batch(1, usize::MAX, 1).await.unwrap();
+    reader.ack_deferred(&last).unwrap();
+    // Real time: the idle commit does blocking file I/O, which paused time would race.
+    let idle = tokio::time::timeout(
+        Duration::from_millis(500),
+        reader.next_batch(1, usize::MAX, 1),
+    )
+    .await;
+    assert!(idle.is_err(), "nothing is pending");
+    store.close().await.unwrap();
+    let store = MessageStore::open(directory.path(), options())
+        .await
+        .unwrap();
+    let mut reader = store.reader(&EndpointId::upstream());
+    put(&store, "e", vec![target("$upstream", 0, 0)], 0).await;
+    assert_eq!(next(&mut reader, 10, 1).await, "p0 e");
+    store.close().await.unwrap();
+}
