@@ -318,6 +318,18 @@ impl<'a, B: Backend, S: AsyncRead + AsyncWrite + Unpin + Send> Connection<'a, B,
                     return reason;
                 }
             }
+            // Deliveries already queued (a pump pushes a window of module inputs at once) go out
+            // in the same write, as far as the in-flight window allows.
+            while self.inflight.len() < config.max_outbound_inflight.max(1) {
+                let Ok(publish) = outbound.try_recv() else {
+                    break;
+                };
+                let delivered =
+                    Box::pin(self.deliver(publish, backend, principal, &mut pending)).await;
+                if let ControlFlow::Break(reason) = delivered {
+                    return reason;
+                }
+            }
             if SinkExt::<Packet>::flush(&mut self.transport).await.is_err() {
                 return DisconnectReason::ConnectionLost;
             }
