@@ -17,7 +17,9 @@
 //! identity cache, a quickstart edge CA, and for process modules a check that the caller is a
 //! process of that module); reports the `$edgeAgent` reported properties as patches; and serves
 //! a management API on a Unix socket ([`management`]) for `outpost edge list`, `logs` and
-//! `restart`.
+//! `restart`; and hosts the edge hub ([`edge_hub`]) once the `$edgeHub` identity's key is known
+//! (from the hub or, offline, from the identity cache): its server certificate from the edge CA,
+//! renewed in place, and its MQTT/TLS and HTTPS listeners on the gateway address.
 //!
 //! # Data directory
 //!
@@ -28,12 +30,14 @@
 //! <data_dir>/agent/deployment.json     the last applied $edgeAgent desired properties (0600)
 //! <data_dir>/agent/identities.json     module generation ids and keys (0600)
 //! <data_dir>/agent/edge-ca.pem, edge-ca.key.pem   the quickstart edge CA (key 0600)
+//! <data_dir>/edgehub/store/…           the edge hub's store-and-forward log and ack cursors
+//! <data_dir>/edgehub/twins/…           its twin cache
+//! <data_dir>/edgehub/scope.cache       the device scope, encrypted with a key derived from the device key
+//! <data_dir>/edgehub/config.json       the last valid $edgeHub configuration
 //! ```
 //!
 //! # Not implemented yet
 //!
-//! - The edge hub (`$edgeHub`) is not run: it is reported with `runtimeStatus: unknown`, and user
-//!   modules get `IOTEDGE_GATEWAYHOSTNAME` = the configured gateway host name.
 //! - Of Azure's `$edgeAgent` direct methods, only `ping` and `RestartModule` are answered.
 //! - The workload API checks the calling process only for process modules; for Docker modules
 //!   the socket (bind-mounted into that module's container alone) names the caller.
