@@ -19,7 +19,7 @@ use mqtt_frontend::https::{ConnectionInfo, serve_router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::hub::{EdgeHub, LocalMethodError};
+use crate::hub::{EdgeHub, LocalMethodError, method_payload_json};
 
 /// The largest method payload accepted (IoT Hub's limit).
 const MAX_PAYLOAD_BYTES: usize = 128 * 1024;
@@ -159,13 +159,7 @@ async fn invoke(
         .await
     {
         Ok(response) => {
-            let payload: Value = if response.payload.iter().all(u8::is_ascii_whitespace) {
-                Value::Null
-            } else {
-                serde_json::from_slice(&response.payload).unwrap_or_else(|_| {
-                    Value::String(String::from_utf8_lossy(&response.payload).into_owned())
-                })
-            };
+            let payload = method_payload_json(&response.payload);
             Json(json!({"status": response.status, "payload": payload})).into_response()
         }
         Err(LocalMethodError::NotConnected) => error(

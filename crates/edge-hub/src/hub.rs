@@ -364,16 +364,7 @@ impl EdgeHub {
             )
             .await;
         let (status, payload) = match result {
-            Ok(response) => {
-                let payload = if response.payload.iter().all(u8::is_ascii_whitespace) {
-                    Value::Null
-                } else {
-                    serde_json::from_slice(&response.payload).unwrap_or_else(|_| {
-                        Value::String(String::from_utf8_lossy(&response.payload).into_owned())
-                    })
-                };
-                (response.status, payload)
-            }
+            Ok(response) => (response.status, method_payload_json(&response.payload)),
             Err(error) => (
                 404,
                 json!({"message": format!("{identity} is not reachable through the edge hub: {error}")}),
@@ -1043,6 +1034,16 @@ fn enqueued_time_now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// A method response payload as JSON: empty is `null`, and a payload that is not JSON is passed
+/// on as a string rather than dropped.
+pub(crate) fn method_payload_json(payload: &[u8]) -> Value {
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Value::Null;
+    }
+    serde_json::from_slice(payload)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(payload).into_owned()))
+}
+
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -1053,6 +1054,13 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use iothub_types::ModuleId;
+
+    #[test]
+    fn method_payloads_become_json_without_losing_what_is_not_json() {
+        assert_eq!(method_payload_json(b"  "), Value::Null);
+        assert_eq!(method_payload_json(br#"{"a":1}"#), json!({"a": 1}));
+        assert_eq!(method_payload_json(b"not json"), json!("not json"));
+    }
 
     #[test]
     fn the_client_table_keeps_modules_drops_leaf_devices_and_patches_in_bounded_pieces() {

@@ -145,11 +145,6 @@ impl RouteTable {
         }
         targets
     }
-
-    /// The route names, for diagnostics.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.routes.iter().map(|route| route.name.as_str())
-    }
 }
 
 fn sink_of(sink: &RouteSink) -> Sink {

@@ -12,6 +12,8 @@ use iothub_types::Identity;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::hub::lock;
+
 pub use twin::json_merge_patch as merge;
 
 /// The largest reported section accepted (IoT Hub's limit).
@@ -308,12 +310,6 @@ fn identity_from_file_name(path: &Path) -> Option<Identity> {
         .collect();
     let text = String::from_utf8(bytes?).ok()?;
     text.parse().ok()
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

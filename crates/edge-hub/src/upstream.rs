@@ -21,6 +21,8 @@ use iothub_client::{
 use iothub_types::{DeviceId, Identity, ModuleId};
 use tokio::sync::{mpsc, watch};
 
+use crate::hub::lock;
+
 /// The module id of the edge hub.
 pub const EDGE_HUB_MODULE: &str = "$edgeHub";
 
@@ -291,10 +293,4 @@ async fn forward_events(
             break;
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
