@@ -49,6 +49,13 @@ type Transport<S> = Framed<S, MqttCodec>;
 /// A backend operation started for an inbound packet, resolved in packet order.
 type PendingOperation<'a> = Pin<Box<dyn Future<Output = Completion> + Send + 'a>>;
 
+/// Packets already buffered from the client that are handled before the answers to them are
+/// written (one write instead of one per packet); bounds the work between two writes.
+const MAX_PACKETS_PER_WRITE: usize = 64;
+
+/// How long a closing connection waits for its started backend operations to finish.
+const CLOSING_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What to do when a pending backend operation finishes.
 enum Completion {
     /// Acknowledge the publish (if it was QoS 1).
@@ -194,6 +201,7 @@ pub(crate) async fn serve<B: Backend, S>(
         session: &session,
         subscriptions: session.subscriptions.clone(),
         inflight: Vec::new(),
+        window_full: false,
         next_packet_id: PacketId::new(1).unwrap_or_else(|| unreachable!("1 is non-zero")),
         keep_alive_timeout: keep_alive_timeout(
             request.keep_alive_secs,
@@ -247,6 +255,9 @@ struct Connection<'a, B, S> {
     subscriptions: Vec<ClientSubscription>,
     /// QoS 1 deliveries sent and not yet acknowledged, in send order.
     inflight: Vec<(PacketId, DeliveryTag)>,
+    /// Set when the in-flight window filled up, cleared when it is half empty again: a busy
+    /// client gets its deliveries in runs of half a window per write instead of one per PUBACK.
+    window_full: bool,
     next_packet_id: PacketId,
     keep_alive_timeout: Option<Duration>,
 }
@@ -270,9 +281,9 @@ impl<'a, B: Backend, S: AsyncRead + AsyncWrite + Unpin + Send> Connection<'a, B,
             tokio::time::sleep(self.keep_alive_timeout.unwrap_or(NO_KEEP_ALIVE));
         tokio::pin!(keep_alive_deadline);
 
-        loop {
+        let reason = 'serve: loop {
             let may_read = pending.len() < config.max_inbound_pending.max(1);
-            let may_send = self.inflight.len() < config.max_outbound_inflight.max(1);
+            let may_send = self.may_send();
             // Branch order matters (`biased`): a kick wins over everything; a packet that is
             // already waiting is read before the keep-alive deadline is considered; and the
             // deadline is not enforced while reading is paused for backpressure, because then
@@ -290,22 +301,34 @@ impl<'a, B: Backend, S: AsyncRead + AsyncWrite + Unpin + Send> Connection<'a, B,
                     if let Some(timeout) = self.keep_alive_timeout {
                         keep_alive_deadline.as_mut().reset(Instant::now() + timeout);
                     }
-                    match packet {
-                        None => ControlFlow::Break(DisconnectReason::ConnectionLost),
-                        Some(Err(CodecError::Io(_))) => ControlFlow::Break(DisconnectReason::ConnectionLost),
-                        Some(Err(error)) => ControlFlow::Break(DisconnectReason::ProtocolViolation(error.to_string())),
-                        Some(Ok(packet)) => {
-                            self.release_large_read_buffer();
-                            Box::pin(self.receive(packet, backend, principal, &mut pending)).await
-                        }
-                    }
+                    Box::pin(self.on_packet(packet, backend, principal, &mut pending)).await
                 }
                 () = &mut keep_alive_deadline, if self.keep_alive_timeout.is_some() && may_read => {
                     ControlFlow::Break(DisconnectReason::KeepAliveTimeout)
                 }
             };
             if let ControlFlow::Break(reason) = step {
-                return reason;
+                break 'serve reason;
+            }
+            // Packets the client has already sent (still in the read buffer) are handled before
+            // anything is written, so that one write answers them all.
+            let mut buffered_packets = 0;
+            while buffered_packets < MAX_PACKETS_PER_WRITE
+                && !self.transport.read_buffer().is_empty()
+                && pending.len() < config.max_inbound_pending.max(1)
+            {
+                let Some(packet) = self.transport.next().now_or_never() else {
+                    break;
+                };
+                buffered_packets += 1;
+                if let Some(timeout) = self.keep_alive_timeout {
+                    keep_alive_deadline.as_mut().reset(Instant::now() + timeout);
+                }
+                let handled =
+                    Box::pin(self.on_packet(packet, backend, principal, &mut pending)).await;
+                if let ControlFlow::Break(reason) = handled {
+                    break 'serve reason;
+                }
             }
             // Backend operations that have already finished (a group commit acknowledges many
             // publishes at once) are answered in the same write as this step's packets: one
@@ -315,23 +338,63 @@ impl<'a, B: Backend, S: AsyncRead + AsyncWrite + Unpin + Send> Connection<'a, B,
                     break;
                 };
                 if let ControlFlow::Break(reason) = Box::pin(self.complete(completion)).await {
-                    return reason;
+                    break 'serve reason;
                 }
             }
             // Deliveries already queued (a pump pushes a window of module inputs at once) go out
             // in the same write, as far as the in-flight window allows.
-            while self.inflight.len() < config.max_outbound_inflight.max(1) {
+            while self.may_send() {
                 let Ok(publish) = outbound.try_recv() else {
                     break;
                 };
                 let delivered =
                     Box::pin(self.deliver(publish, backend, principal, &mut pending)).await;
                 if let ControlFlow::Break(reason) = delivered {
-                    return reason;
+                    break 'serve reason;
                 }
             }
             if SinkExt::<Packet>::flush(&mut self.transport).await.is_err() {
-                return DisconnectReason::ConnectionLost;
+                break 'serve DisconnectReason::ConnectionLost;
+            }
+        };
+        // Operations already started finish even though the connection is over: the client's
+        // PUBACKs read in the last step still acknowledge their deliveries, and its accepted
+        // messages are still stored. Nothing more is written to the client.
+        let _ = tokio::time::timeout(CLOSING_DRAIN_TIMEOUT, async {
+            while pending.next().await.is_some() {}
+        })
+        .await;
+        reason
+    }
+
+    /// Whether another QoS 1 delivery may go out now (see `window_full`).
+    fn may_send(&mut self) -> bool {
+        let window = self.shared.config.max_outbound_inflight.max(1);
+        if self.inflight.len() >= window {
+            self.window_full = true;
+        } else if self.inflight.len() <= window / 2 {
+            self.window_full = false;
+        }
+        !self.window_full
+    }
+
+    /// Handles the outcome of reading one packet from the client.
+    async fn on_packet(
+        &mut self,
+        packet: Option<Result<Packet, CodecError>>,
+        backend: &'a B,
+        principal: &'a Principal,
+        pending: &mut FuturesOrdered<PendingOperation<'a>>,
+    ) -> ControlFlow<DisconnectReason> {
+        match packet {
+            None => ControlFlow::Break(DisconnectReason::ConnectionLost),
+            Some(Err(CodecError::Io(_))) => ControlFlow::Break(DisconnectReason::ConnectionLost),
+            Some(Err(error)) => {
+                ControlFlow::Break(DisconnectReason::ProtocolViolation(error.to_string()))
+            }
+            Some(Ok(packet)) => {
+                self.release_large_read_buffer();
+                Box::pin(self.receive(packet, backend, principal, pending)).await
             }
         }
     }

@@ -98,6 +98,11 @@ enum Command {
         kind: PushKind,
         reply: oneshot::Sender<Result<(), PushError>>,
     },
+    PushMany {
+        identity: Identity,
+        publishes: Vec<(HubPublish, Bytes, PushKind)>,
+        reply: oneshot::Sender<(usize, Option<PushError>)>,
+    },
     Disconnect {
         target: DisconnectTarget,
         reason: DisconnectReason,
@@ -210,6 +215,41 @@ impl Sessions {
             PushKind::Delivery(tag),
         )
         .await
+    }
+
+    /// Delivers several messages to input `input_name` of a module, in order, in one step of the
+    /// registry (a pump with room in its window queues them all at once), each tracked with its
+    /// tag. Stops at the first message that cannot be queued: returns how many were queued and,
+    /// if not all, why the next one was not ([`PushError::QueueFull`] when the connection's
+    /// queue is full). The same conditions as [`Sessions::send_module_input`] apply.
+    pub async fn send_module_inputs(
+        &self,
+        device: &DeviceId,
+        module: &ModuleId,
+        input_name: &str,
+        messages: impl IntoIterator<Item = (&Message, DeliveryTag)>,
+    ) -> (usize, Option<PushError>) {
+        let publishes: Vec<_> = messages
+            .into_iter()
+            .map(|(message, tag)| {
+                (
+                    HubPublish::module_input(device.clone(), module.clone(), input_name, message),
+                    message.body.clone(),
+                    PushKind::Delivery(tag),
+                )
+            })
+            .collect();
+        if publishes.is_empty() {
+            return (0, None);
+        }
+        let identity = Identity::module(device.clone(), module.clone());
+        self.request(|reply| Command::PushMany {
+            identity,
+            publishes,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|error| (0, Some(error)))
     }
 
     /// Closes the live connection of `identity`, if any (for example, after it was disabled or
@@ -397,6 +437,24 @@ async fn run_registry(mut inbox: mpsc::Receiver<Command>) {
                 reply,
             } => {
                 let _ = reply.send(route_push(&table, &identity, &publish, payload, kind));
+            }
+            Command::PushMany {
+                identity,
+                publishes,
+                reply,
+            } => {
+                let mut queued = 0;
+                let mut failure = None;
+                for (publish, payload, kind) in publishes {
+                    match route_push(&table, &identity, &publish, payload, kind) {
+                        Ok(()) => queued += 1,
+                        Err(error) => {
+                            failure = Some(error);
+                            break;
+                        }
+                    }
+                }
+                let _ = reply.send((queued, failure));
             }
             Command::Disconnect {
                 target,
