@@ -2,7 +2,9 @@
 //! bounded per-segment summaries, admission against the byte bound, and retention.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -81,6 +83,32 @@ pub(crate) struct State {
     reader_generations: HashMap<u32, u64>,
     /// The oldest stored offset at the last deletion (to tell whether one freed space).
     first_offset_seen: u64,
+}
+
+/// The durable-write future of one put, with what its bookkeeping needs.
+struct PendingPut {
+    inner: Arc<Inner>,
+    durable: Pin<Box<dyn Future<Output = Result<u64, store::StoreError>> + Send>>,
+    rest: Option<(Vec<StoredTarget>, InFlight)>,
+}
+
+impl Drop for PendingPut {
+    /// A put dropped before its write was durable: finish the bookkeeping in the background.
+    fn drop(&mut self) {
+        let Some((targets, in_flight)) = self.rest.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime: the process is ending; opening the store again rebuilds the summaries.
+            return;
+        };
+        let inner = Arc::clone(&self.inner);
+        let durable = std::mem::replace(&mut self.durable, Box::pin(std::future::pending()));
+        runtime.spawn(async move {
+            let result = durable.await;
+            let _ = inner.record_put(result, targets, in_flight);
+        });
+    }
 }
 
 /// A put between admission and bookkeeping. Dropping it (also on a panic) releases the
@@ -351,14 +379,16 @@ impl MessageStore {
         let in_flight = InFlight::start(&inner, needed_bytes);
         let durable = inner.log.submit_at(Bytes::from(record), now_ms).await?;
         drop(order);
-        // The rest runs in a task of its own, so that a record that reached the log is always
-        // recorded in the summaries, even when the caller stops waiting.
-        tokio::spawn(async move {
-            let result = durable.await;
-            inner.record_put(result, targets, in_flight)
-        })
-        .await
-        .map_err(|_| EdgeStoreError::Store(store::StoreError::Closed))?
+        // A record that reached the log is always recorded in the summaries, even when the
+        // caller stops waiting: the guard finishes the bookkeeping in a task of its own then.
+        let mut pending = PendingPut {
+            inner,
+            durable: Box::pin(durable),
+            rest: Some((targets, in_flight)),
+        };
+        let result = (&mut pending.durable).await;
+        let (targets, in_flight) = pending.rest.take().expect("taken only here or on drop");
+        pending.inner.record_put(result, targets, in_flight)
     }
 
     /// The reader of one endpoint (all its priorities), starting at its durable cursors. At most
