@@ -157,7 +157,15 @@ struct LogState {
     segments: VecDeque<Segment>,
     total_bytes: u64,
     group_commits: u64,
+    /// The newest durable records, consecutive offsets, at most [`TAIL_CACHE_BYTES`] of
+    /// payload: readers that keep up with the writer are served from memory, without opening,
+    /// reading and checking the segment file.
+    tail: VecDeque<Record>,
+    tail_bytes: usize,
 }
+
+/// Payload bytes of the newest records kept in memory for readers that keep up.
+pub(crate) const TAIL_CACHE_BYTES: usize = 1024 * 1024;
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, LogState> {
@@ -182,6 +190,7 @@ impl Shared {
         next_offset: u64,
         newest_timestamp_ms: Option<u64>,
         index_entries: Vec<IndexEntry>,
+        records: Vec<Record>,
     ) {
         let mut state = self.lock();
         state.total_bytes += batch_length;
@@ -197,6 +206,50 @@ impl Shared {
                 Some(active.newest_timestamp_ms.map_or(newest, |n| n.max(newest)));
         }
         active.sparse_index.extend(index_entries);
+        for record in records {
+            state.tail_bytes += record.payload.len();
+            state.tail.push_back(record);
+        }
+        while state.tail_bytes > TAIL_CACHE_BYTES
+            && let Some(evicted) = state.tail.pop_front()
+        {
+            state.tail_bytes -= evicted.payload.len();
+        }
+    }
+
+    /// The records from `from_offset` on, when the tail cache covers that offset (`None`
+    /// sends the reader to the segment files). Durable records only, within `limits`.
+    fn read_tail(&self, from_offset: u64, limits: ReadLimits) -> Option<Vec<Record>> {
+        let state = self.lock();
+        let first = state.tail.front()?.offset;
+        if from_offset < first {
+            return None;
+        }
+        let skip = usize::try_from(from_offset - first).ok()?;
+        let mut records = Vec::new();
+        let mut payload_bytes = 0usize;
+        for record in state.tail.iter().skip(skip) {
+            if records.len() >= limits.max_records.max(1)
+                || (!records.is_empty() && payload_bytes + record.payload.len() > limits.max_bytes)
+            {
+                break;
+            }
+            payload_bytes += record.payload.len();
+            records.push(record.clone());
+        }
+        Some(records)
+    }
+
+    /// Drops cached records below `first_kept` (their segment is gone).
+    fn evict_tail_below(state: &mut LogState, first_kept: u64) {
+        while state
+            .tail
+            .front()
+            .is_some_and(|record| record.offset < first_kept)
+            && let Some(evicted) = state.tail.pop_front()
+        {
+            state.tail_bytes -= evicted.payload.len();
+        }
     }
 
     pub(crate) fn push_segment(&self, segment: Segment) {
@@ -225,6 +278,7 @@ impl Shared {
             .pop_front()
             .expect("only called after a front segment was found");
         state.total_bytes -= removed.durable_length;
+        Shared::evict_tail_below(&mut state, removed.next_offset);
         (removed.base_offset, removed.durable_length)
     }
 
@@ -246,6 +300,9 @@ impl Shared {
             return false;
         }
         segment.next_offset = damaged_offset.max(segment.base_offset);
+        // Damage is rare: forget the cache rather than reason about which records it covers.
+        state.tail.clear();
+        state.tail_bytes = 0;
         true
     }
 
@@ -379,6 +436,8 @@ impl LogHandle {
                 segments: recovered.segments,
                 total_bytes,
                 group_commits: 0,
+                tail: VecDeque::new(),
+                tail_bytes: 0,
             }),
         });
         let (committed_sender, committed_receiver) = watch::channel(next_offset);
@@ -486,18 +545,24 @@ impl LogHandle {
 
     /// Reads records with offsets at or after `from_offset` (or from the oldest stored record,
     /// if `from_offset` was already reclaimed). Returns an empty vector when nothing is there yet.
+    /// The newest durable records (about 1 MiB of payload) are served from memory, exactly as
+    /// they were appended; older ones are read from the segment files and checked there.
     pub async fn read_from(
         &self,
         from_offset: u64,
         limits: ReadLimits,
     ) -> StoreResult<Vec<Record>> {
+        if let Some(records) = self.shared.read_tail(from_offset, limits) {
+            return Ok(records);
+        }
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || read_from_shared(&shared, from_offset, limits))
             .await
             .map_err(|_| StoreError::Closed)?
     }
 
-    /// Like [`LogHandle::read_from`], running the file reads on the calling thread.
+    /// Like [`LogHandle::read_from`], but always reading (and checking) the segment files, on
+    /// the calling thread.
     pub fn read_from_blocking(
         &self,
         from_offset: u64,

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::error::{StoreError, StoreResult};
 use crate::faults::FaultHook;
 use crate::framing::{
-    MAXIMUM_PAYLOAD_LENGTH, SEGMENT_HEADER_LENGTH, encode_frame, encode_segment_header,
+    MAXIMUM_PAYLOAD_LENGTH, Record, SEGMENT_HEADER_LENGTH, encode_frame, encode_segment_header,
     frame_length,
 };
 use crate::log::{LogOptions, OverflowPolicy, Shared};
@@ -79,6 +79,8 @@ struct PendingBatch {
     index_entries: Vec<IndexEntry>,
     last_indexed_position: u64,
     replies: Vec<(AppendReply, Range<u64>)>,
+    /// The staged records, for the log's tail cache once they are durable.
+    records: Vec<Record>,
 }
 
 pub(crate) struct Writer {
@@ -266,6 +268,11 @@ impl Writer {
                 record.timestamp_ms,
                 &record.payload,
             );
+            batch.records.push(Record {
+                offset,
+                timestamp_ms: record.timestamp_ms,
+                payload: record.payload.clone(),
+            });
             batch.record_count += 1;
             batch.newest_timestamp_ms = Some(
                 batch
@@ -376,6 +383,7 @@ impl Writer {
             self.next_offset,
             batch.newest_timestamp_ms,
             std::mem::take(&mut batch.index_entries),
+            std::mem::take(&mut batch.records),
         );
         let _ = self.committed.send(self.next_offset);
         *batch = PendingBatch {
