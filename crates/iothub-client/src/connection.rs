@@ -37,6 +37,9 @@ const MAX_UNFLUSHED_BYTES: usize = 256 * 1024;
 /// The longest a token renewal waits for in-flight operations to finish before it disconnects.
 const MAX_RENEWAL_DRAIN: Duration = Duration::from_secs(10);
 
+/// Requests taken from the queue before the packets they produced are written.
+const MAX_REQUESTS_PER_WRITE: usize = 64;
+
 /// How long a closing connection may take to flush its DISCONNECT.
 const DISCONNECT_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -443,6 +446,20 @@ impl Owner {
                     match command {
                         Some(Command::Submit { request, reply, deadline }) => {
                             self.core.submit(request, reply, deadline, &mut self.actions);
+                            // Requests already queued go out in the same write.
+                            for _ in 1..MAX_REQUESTS_PER_WRITE {
+                                match self.commands.try_recv() {
+                                    Ok(Command::Submit { request, reply, deadline }) => {
+                                        self.core.submit(request, reply, deadline, &mut self.actions);
+                                    }
+                                    Ok(Command::Shutdown { done }) => {
+                                        self.shutdown_waiters.push(done);
+                                        self.disconnect(&mut writer).await;
+                                        return SessionEnd::Shutdown;
+                                    }
+                                    Err(_) => break,
+                                }
+                            }
                         }
                         Some(Command::Shutdown { done }) => {
                             self.shutdown_waiters.push(done);
