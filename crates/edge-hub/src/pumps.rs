@@ -65,15 +65,21 @@ pub(crate) async fn supervise(hub: EdgeHub) {
     }
 }
 
-async fn run(hub: EdgeHub, sink: Sink, mut reader: EndpointReader) {
-    let endpoint = sink.endpoint_id();
+async fn run(hub: EdgeHub, sink: Sink, reader: EndpointReader) {
+    match sink {
+        Sink::Upstream => run_upstream(hub, reader).await,
+        Sink::ModuleInput { module, input } => run_module_input(hub, module, input, reader).await,
+    }
+}
+
+async fn run_upstream(hub: EdgeHub, mut reader: EndpointReader) {
+    let endpoint = reader.endpoint().to_string();
     let mut last_commit = tokio::time::Instant::now();
     loop {
-        let limit = match sink {
-            Sink::Upstream => UPSTREAM_BATCH,
-            Sink::ModuleInput { .. } => MODULE_BATCH,
-        };
-        let batch = match reader.next_batch(limit, BATCH_BYTES, now_ms()).await {
+        let batch = match reader
+            .next_batch(UPSTREAM_BATCH, BATCH_BYTES, now_ms())
+            .await
+        {
             Ok(batch) => batch,
             Err(error) => {
                 tracing::warn!(%error, endpoint, "cannot read the store");
@@ -81,13 +87,7 @@ async fn run(hub: EdgeHub, sink: Sink, mut reader: EndpointReader) {
                 continue;
             }
         };
-        let delivered = match &sink {
-            Sink::Upstream => deliver_upstream(&hub, &batch).await,
-            Sink::ModuleInput { module, input } => {
-                deliver_to_module(&hub, module, input, &batch).await
-            }
-        };
-        if delivered {
+        if deliver_upstream(&hub, &batch).await {
             let committed = match reader.ack_deferred(&batch) {
                 Ok(deferred)
                     if deferred < COMMIT_EVERY && last_commit.elapsed() < COMMIT_INTERVAL =>
@@ -106,10 +106,7 @@ async fn run(hub: EdgeHub, sink: Sink, mut reader: EndpointReader) {
             }
         } else {
             reader.rewind();
-            match &sink {
-                Sink::Upstream => hub.inner.upstream.wait_online().await,
-                Sink::ModuleInput { .. } => {}
-            }
+            hub.inner.upstream.wait_online().await;
         }
     }
 }
@@ -187,111 +184,259 @@ fn sender(message: &Message) -> Option<Identity> {
     })
 }
 
-async fn deliver_to_module(hub: &EdgeHub, module: &str, input: &str, batch: &Batch) -> bool {
-    let Ok(module_id) = ModuleId::new(module) else {
-        return true;
-    };
-    let device = hub.inner.settings.device_id.clone();
-    let target = Identity::module(device.clone(), module_id.clone());
+/// Whether `module` is connected with a subscription to its inputs; waits until it is.
+/// Returns `false` when the hub shuts down.
+async fn wait_for_module(hub: &EdgeHub, target: &Identity) -> bool {
     let mut changes = hub.inner.live_changed.subscribe();
-    // Wait until the module is connected with an input subscription.
     loop {
-        let ready = hub.accepts(&target, |subscription| {
+        let ready = hub.accepts(target, |subscription| {
             matches!(
                 subscription,
                 ClientSubscription::ModuleInputs { .. } | ClientSubscription::ModuleAll { .. }
             )
         });
         if ready {
-            break;
+            return true;
         }
         if changes.changed().await.is_err() {
             return false;
         }
     }
-    let timeout = hub.inner.settings.message_ack_timeout;
-    let mut in_flight: VecDeque<(u64, oneshot::Receiver<bool>)> = VecDeque::new();
-    let mut delivered = 0u64;
-    let outcome = async {
-        for stored in &batch.messages {
-            let Ok(mut message) = record::decode(&stored.payload) else {
-                continue;
-            };
-            message.system.input_name = Some(input.to_owned());
-            message.system.output_name = None;
-            if in_flight.len() >= MODULE_WINDOW {
-                confirm_oldest(&mut in_flight, timeout).await?;
-                delivered += 1;
+}
+
+/// Streams an endpoint's stored messages into a module's input: up to [`MODULE_WINDOW`]
+/// deliveries await the module's PUBACK at once, the next batch is read while the previous one
+/// is still in flight (no pause at batch boundaries), and a batch is acknowledged in the store
+/// once every message in it was confirmed. On a failed or timed-out delivery everything not
+/// confirmed is sent again from the first unconfirmed message, in order.
+async fn run_module_input(hub: EdgeHub, module: String, input: String, mut reader: EndpointReader) {
+    let Ok(module_id) = ModuleId::new(&module) else {
+        return;
+    };
+    let target = Identity::module(hub.inner.settings.device_id.clone(), module_id);
+    let endpoint = reader.endpoint().to_string();
+    let mut last_commit = tokio::time::Instant::now();
+    loop {
+        if !wait_for_module(&hub, &target).await {
+            return;
+        }
+        let mut flight = ModuleFlight::default();
+        let outcome = stream_to_module(
+            &hub,
+            &target,
+            &input,
+            &mut reader,
+            &mut flight,
+            &mut last_commit,
+        )
+        .await;
+        hub.inner
+            .counters
+            .delivered_to_modules
+            .fetch_add(flight.confirmed, Ordering::Relaxed);
+        {
+            let mut deliveries = lock(&hub.inner.deliveries);
+            for delivery in flight.deliveries.drain(..) {
+                deliveries.remove(&delivery.tag);
             }
+        }
+        if let Err(error) = outcome {
+            reader.rewind();
+            if let Some(error) = error {
+                tracing::warn!(%error, endpoint, "store error while delivering to a module");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// One delivery awaiting the module's PUBACK.
+struct Delivery {
+    tag: u64,
+    confirmed: oneshot::Receiver<bool>,
+    /// The serial number of the batch it belongs to.
+    batch: u64,
+}
+
+/// The batches and deliveries in flight to one module input.
+#[derive(Default)]
+struct ModuleFlight {
+    /// Read and not yet acknowledged, oldest first; each with its deliveries not yet confirmed.
+    batches: VecDeque<(Batch, usize)>,
+    /// The serial number of the front batch.
+    first_batch: u64,
+    deliveries: VecDeque<Delivery>,
+    /// Read and decoded, not yet queued into the session, with their batch's serial number.
+    unpushed: VecDeque<(u64, Message)>,
+    confirmed: u64,
+}
+
+impl ModuleFlight {
+    /// Counts the oldest delivery as confirmed.
+    fn confirm_front(&mut self) {
+        if let Some(delivery) = self.deliveries.pop_front() {
+            let slot = (delivery.batch - self.first_batch) as usize;
+            self.batches[slot].1 -= 1;
+            self.confirmed += 1;
+        }
+    }
+}
+
+/// Pushes and confirms until a delivery fails (`Err(None)`) or an acknowledgement cannot be
+/// recorded (`Err(Some(_))`).
+async fn stream_to_module(
+    hub: &EdgeHub,
+    target: &Identity,
+    input: &str,
+    reader: &mut EndpointReader,
+    flight: &mut ModuleFlight,
+    last_commit: &mut tokio::time::Instant,
+) -> Result<(), Option<edge_store::EdgeStoreError>> {
+    let timeout = hub.inner.settings.message_ack_timeout;
+    loop {
+        // Acknowledge, in order, the batches whose deliveries are all confirmed.
+        while flight.batches.front().is_some_and(|(_, open)| *open == 0)
+            && flight
+                .unpushed
+                .front()
+                .is_none_or(|(serial, _)| *serial != flight.first_batch)
+        {
+            let (batch, _) = flight.batches.pop_front().expect("checked above");
+            flight.first_batch += 1;
+            let deferred = reader.ack_deferred(&batch).map_err(Some)?;
+            if deferred >= COMMIT_EVERY || last_commit.elapsed() >= COMMIT_INTERVAL {
+                *last_commit = tokio::time::Instant::now();
+                reader.commit().await.map_err(Some)?;
+            }
+        }
+        // Refill the window once it is half empty, in one step of the session registry: runs
+        // of deliveries instead of one push per confirmation.
+        let room = MODULE_WINDOW.saturating_sub(flight.deliveries.len());
+        if room >= MODULE_WINDOW / 2 && !flight.unpushed.is_empty() {
+            let queued = push_deliveries(hub, target, input, flight, room).await?;
+            if queued == 0 && flight.deliveries.is_empty() {
+                // The connection's queue is full of other pushes: wait for room.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+        }
+        let may_read = flight.unpushed.is_empty()
+            && flight.deliveries.len() < MODULE_WINDOW
+            && flight.batches.len() < 2;
+        tokio::select! {
+            biased;
+            confirmed = confirm_oldest(flight, timeout), if !flight.deliveries.is_empty() => {
+                confirmed?;
+                // Confirmations that arrived together are taken together.
+                while confirm_ready(flight)? {}
+            }
+            batch = reader.next_batch(MODULE_BATCH, BATCH_BYTES, now_ms()), if may_read => {
+                let batch = batch.map_err(Some)?;
+                let serial = flight.first_batch + flight.batches.len() as u64;
+                for stored in &batch.messages {
+                    // An unreadable record cannot be delivered; it is acknowledged with its batch.
+                    let Ok(mut message) = record::decode(&stored.payload) else {
+                        continue;
+                    };
+                    message.system.input_name = Some(input.to_owned());
+                    message.system.output_name = None;
+                    flight.unpushed.push_back((serial, message));
+                }
+                flight.batches.push_back((batch, 0));
+            }
+        }
+    }
+}
+
+/// Queues up to `room` of the unpushed messages into the module's session; returns how many
+/// were queued. The rest stay unpushed when the connection's queue is full.
+async fn push_deliveries(
+    hub: &EdgeHub,
+    target: &Identity,
+    input: &str,
+    flight: &mut ModuleFlight,
+    room: usize,
+) -> Result<usize, Option<edge_store::EdgeStoreError>> {
+    let Some(module) = target.module.as_ref() else {
+        return Err(None);
+    };
+    let count = room.min(flight.unpushed.len());
+    let mut tags = Vec::with_capacity(count);
+    {
+        let mut deliveries = lock(&hub.inner.deliveries);
+        for _ in 0..count {
             let tag = hub.inner.new_tag();
             let (sender, receiver) = oneshot::channel();
-            lock(&hub.inner.deliveries).insert(tag, sender);
-            loop {
-                let pushed = hub
-                    .inner
-                    .sessions
-                    .send_module_input(
-                        &device,
-                        &module_id,
-                        input,
-                        &message,
-                        mqtt_frontend::DeliveryTag(tag),
-                    )
-                    .await;
-                match pushed {
-                    Ok(()) => break,
-                    // The connection's queue is shared with other pushes: wait for room, never
-                    // push a message twice.
-                    Err(PushError::QueueFull) => match in_flight.is_empty() {
-                        true => tokio::time::sleep(Duration::from_millis(5)).await,
-                        false => {
-                            confirm_oldest(&mut in_flight, timeout).await?;
-                            delivered += 1;
-                        }
-                    },
-                    Err(_) => {
-                        lock(&hub.inner.deliveries).remove(&tag);
-                        return Err(());
-                    }
-                }
-            }
-            in_flight.push_back((tag, receiver));
+            deliveries.insert(tag, sender);
+            tags.push((tag, receiver));
         }
-        while !in_flight.is_empty() {
-            confirm_oldest(&mut in_flight, timeout).await?;
-            delivered += 1;
-        }
-        Ok(())
     }
-    .await;
-    hub.inner
-        .counters
-        .delivered_to_modules
-        .fetch_add(delivered, Ordering::Relaxed);
-    if outcome.is_err() {
+    let (queued, failure) = hub
+        .inner
+        .sessions
+        .send_module_inputs(
+            &target.device,
+            module,
+            input,
+            flight
+                .unpushed
+                .iter()
+                .zip(&tags)
+                .map(|((_, message), (tag, _))| (message, mqtt_frontend::DeliveryTag(*tag))),
+        )
+        .await;
+    let mut tags = tags.into_iter();
+    for (tag, receiver) in tags.by_ref().take(queued) {
+        let (serial, _) = flight.unpushed.pop_front().expect("queued from unpushed");
+        let slot = (serial - flight.first_batch) as usize;
+        flight.batches[slot].1 += 1;
+        flight.deliveries.push_back(Delivery {
+            tag,
+            confirmed: receiver,
+            batch: serial,
+        });
+    }
+    {
         let mut deliveries = lock(&hub.inner.deliveries);
-        for (tag, _) in in_flight {
+        for (tag, _) in tags {
             deliveries.remove(&tag);
         }
-        return false;
     }
-    true
+    match failure {
+        None | Some(PushError::QueueFull) => Ok(queued),
+        Some(_) => Err(None),
+    }
 }
 
 /// Waits for the module's PUBACK of the oldest delivery in flight.
 async fn confirm_oldest(
-    in_flight: &mut VecDeque<(u64, oneshot::Receiver<bool>)>,
+    flight: &mut ModuleFlight,
     timeout: Duration,
-) -> Result<(), ()> {
-    let Some((_, receiver)) = in_flight.front_mut() else {
+) -> Result<(), Option<edge_store::EdgeStoreError>> {
+    let Some(oldest) = flight.deliveries.front_mut() else {
         return Ok(());
     };
-    match tokio::time::timeout(timeout, receiver).await {
+    match tokio::time::timeout(timeout, &mut oldest.confirmed).await {
         Ok(Ok(true)) => {
-            in_flight.pop_front();
+            flight.confirm_front();
             Ok(())
         }
-        _ => Err(()),
+        _ => Err(None),
+    }
+}
+
+/// Takes the oldest delivery's PUBACK if it has already arrived.
+fn confirm_ready(flight: &mut ModuleFlight) -> Result<bool, Option<edge_store::EdgeStoreError>> {
+    let Some(oldest) = flight.deliveries.front_mut() else {
+        return Ok(false);
+    };
+    match oldest.confirmed.try_recv() {
+        Ok(true) => {
+            flight.confirm_front();
+            Ok(true)
+        }
+        Err(oneshot::error::TryRecvError::Empty) => Ok(false),
+        Ok(false) | Err(oneshot::error::TryRecvError::Closed) => Err(None),
     }
 }
 
