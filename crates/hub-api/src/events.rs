@@ -1,6 +1,7 @@
 //! Telemetry streaming (`GET /events`) and consumer-group offsets.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use axum::Json;
@@ -10,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use hub_core::{AccessRight, ConsumerStart, TelemetryConsumer, TelemetryEvent};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
@@ -54,6 +55,57 @@ pub fn event_json(event: &TelemetryEvent) -> Value {
         "enqueuedTime": crate::wire::time_json(Some(event.enqueued_time)),
         "offset": event.offset,
     })
+}
+
+/// The same line as [`event_json`], serialized straight from the event (no intermediate JSON
+/// tree, no copies of its strings) and appended to `out`.
+pub fn write_event_json(event: &TelemetryEvent, out: &mut Vec<u8>) {
+    /// Field names in the order `serde_json`'s sorted map writes them, so both forms agree.
+    #[derive(Serialize)]
+    struct Line<'a> {
+        #[serde(rename = "applicationProperties")]
+        application: BTreeMap<&'a str, Option<&'a str>>,
+        body: Cow<'a, str>,
+        #[serde(rename = "bodyEncoding")]
+        body_encoding: &'static str,
+        #[serde(rename = "deviceId")]
+        device_id: &'a str,
+        #[serde(rename = "enqueuedTime")]
+        enqueued_time: String,
+        #[serde(rename = "moduleId")]
+        module_id: Option<&'a str>,
+        offset: u64,
+        #[serde(rename = "systemProperties")]
+        system: BTreeMap<&'static str, &'a str>,
+    }
+    let (body, body_encoding) = match std::str::from_utf8(&event.message.body) {
+        Ok(text) => (Cow::Borrowed(text), "utf-8"),
+        Err(_) => (
+            Cow::Owned(base64::engine::general_purpose::STANDARD.encode(&event.message.body)),
+            "base64",
+        ),
+    };
+    let line = Line {
+        application: event
+            .message
+            .application
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_deref()))
+            .collect(),
+        body,
+        body_encoding,
+        device_id: event.identity.device.as_str(),
+        enqueued_time: twin::TwinTimestamp::from_datetime(event.enqueued_time).to_string(),
+        module_id: event.identity.module.as_ref().map(|module| module.as_str()),
+        offset: event.offset,
+        system: event
+            .message
+            .system
+            .iter()
+            .map(|(property, value)| (property.amqp_name(), value))
+            .collect(),
+    };
+    serde_json::to_writer(out, &line).expect("serializing to memory cannot fail");
 }
 
 fn parse_start(text: Option<&String>) -> Result<ConsumerStart, ApiError> {
@@ -139,7 +191,7 @@ async fn next_chunk(
         {
             break;
         }
-        chunk.extend_from_slice(event_json(event).to_string().as_bytes());
+        write_event_json(event, &mut chunk);
         chunk.push(b'\n');
         written += 1;
     }
@@ -233,4 +285,45 @@ pub(crate) async fn put_consumer_group(
         .ok_or_else(|| ApiError::invalid("offset is required"))?;
     state.hub.commit_consumer_offset(&group, offset).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use iothub_types::{DeviceId, Identity, Message, ModuleId};
+
+    use super::*;
+
+    #[test]
+    fn the_streamed_line_is_the_json_event() {
+        let device = DeviceId::new("dev-1").unwrap();
+        let mut text = Message::new("{\"t\": 21.5, \"quote\": \"\\\"\"}")
+            .with_application_property("b", Some("2"))
+            .with_application_property("a", None::<String>)
+            .with_application_property("b", Some("last wins"));
+        text.system.message_id = Some("m-1".to_owned());
+        text.system.content_type = Some("application/json".to_owned());
+        let binary = Message::new(vec![0xff, 0x00, 0x80]);
+        let events = [
+            (Identity::device(device.clone()), text),
+            (
+                Identity::module(device, ModuleId::new("filter").unwrap()),
+                binary,
+            ),
+        ];
+        for (offset, (identity, message)) in events.into_iter().enumerate() {
+            let event = TelemetryEvent {
+                offset: offset as u64,
+                identity,
+                message,
+                enqueued_time: Utc.with_ymd_and_hms(2026, 11, 27, 10, 0, 0).unwrap(),
+            };
+            let mut line = Vec::new();
+            write_event_json(&event, &mut line);
+            assert_eq!(
+                String::from_utf8(line).unwrap(),
+                event_json(&event).to_string()
+            );
+        }
+    }
 }
