@@ -14,7 +14,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use edge_store::{Batch, EndpointId, EndpointReader};
-use futures_util::future::join_all;
+use futures_util::StreamExt;
+use futures_util::future::{BoxFuture, join_all};
+use futures_util::stream::FuturesOrdered;
 use iothub_client::{
     ClientError, ConnectError, ConnectReturnCode, ConnectionState, DisconnectReason,
 };
@@ -72,41 +74,59 @@ async fn run(hub: EdgeHub, sink: Sink, reader: EndpointReader) {
     }
 }
 
+/// Batches being sent upstream at once: the next batch goes out while the previous one still
+/// waits for the hub's PUBACKs, so the links never idle at a batch boundary.
+const UPSTREAM_BATCHES_IN_FLIGHT: usize = 2;
+
 async fn run_upstream(hub: EdgeHub, mut reader: EndpointReader) {
     let endpoint = reader.endpoint().to_string();
     let mut last_commit = tokio::time::Instant::now();
+    let mut in_flight: FuturesOrdered<BoxFuture<'static, (Batch, bool)>> = FuturesOrdered::new();
     loop {
-        let batch = match reader
-            .next_batch(UPSTREAM_BATCH, BATCH_BYTES, now_ms())
-            .await
-        {
-            Ok(batch) => batch,
-            Err(error) => {
-                tracing::warn!(%error, endpoint, "cannot read the store");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        if deliver_upstream(&hub, &batch).await {
-            let committed = match reader.ack_deferred(&batch) {
-                Ok(deferred)
-                    if deferred < COMMIT_EVERY && last_commit.elapsed() < COMMIT_INTERVAL =>
-                {
-                    Ok(())
+        tokio::select! {
+            biased;
+            Some((batch, delivered)) = in_flight.next(), if !in_flight.is_empty() => {
+                if !delivered {
+                    // Later batches are sent again too: wait for them, then start over at the
+                    // first unacknowledged message once the hub is back.
+                    while in_flight.next().await.is_some() {}
+                    reader.rewind();
+                    hub.inner.upstream.wait_online().await;
+                    continue;
                 }
-                Ok(_) => {
-                    last_commit = tokio::time::Instant::now();
-                    reader.commit().await
+                let committed = match reader.ack_deferred(&batch) {
+                    Ok(deferred)
+                        if deferred < COMMIT_EVERY && last_commit.elapsed() < COMMIT_INTERVAL =>
+                    {
+                        Ok(())
+                    }
+                    Ok(_) => {
+                        last_commit = tokio::time::Instant::now();
+                        reader.commit().await
+                    }
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = committed {
+                    tracing::warn!(%error, endpoint, "cannot acknowledge delivered messages");
+                    while in_flight.next().await.is_some() {}
+                    reader.rewind();
                 }
-                Err(error) => Err(error),
-            };
-            if let Err(error) = committed {
-                tracing::warn!(%error, endpoint, "cannot acknowledge delivered messages");
-                reader.rewind();
             }
-        } else {
-            reader.rewind();
-            hub.inner.upstream.wait_online().await;
+            batch = reader.next_batch(UPSTREAM_BATCH, BATCH_BYTES, now_ms()), if in_flight.len() < UPSTREAM_BATCHES_IN_FLIGHT => {
+                match batch {
+                    Ok(batch) => {
+                        let hub = hub.clone();
+                        in_flight.push_back(Box::pin(async move {
+                            let delivered = deliver_upstream(&hub, &batch).await;
+                            (batch, delivered)
+                        }));
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, endpoint, "cannot read the store");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
         }
     }
 }
