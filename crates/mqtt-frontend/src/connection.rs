@@ -38,8 +38,18 @@ const MAX_QUOTED_TOPIC_CHARACTERS: usize = 96;
 /// The initial size of the read and write buffers. Small, because idle connections are many;
 /// the buffers grow for large packets.
 const IDLE_BUFFER_CAPACITY: usize = 256;
-/// A read buffer grown beyond this by a large packet is released once it is empty again.
+/// A read or write buffer grown beyond this by a large packet is released once it is empty again.
 const LARGE_BUFFER_CAPACITY: usize = 64 * 1024;
+/// Bytes of packets gathered before the write buffer is flushed on its own (about one TLS record):
+/// the packets of one step go out in one write. (`Framed::with_capacity` would otherwise flush
+/// before every packet bigger than the idle capacity, one system call per delivery.)
+const WRITE_BATCH_BYTES: usize = 16 * 1024;
+
+fn shrink_if_large(buffer: &mut bytes::BytesMut) {
+    if buffer.is_empty() && buffer.capacity() > LARGE_BUFFER_CAPACITY {
+        *buffer = bytes::BytesMut::with_capacity(IDLE_BUFFER_CAPACITY);
+    }
+}
 
 /// A stand-in deadline for connections without keep-alive; its branch is disabled anyway.
 const NO_KEEP_ALIVE: Duration = Duration::from_secs(365 * 86_400);
@@ -87,6 +97,7 @@ pub(crate) async fn serve<B: Backend, S>(
         MqttCodec::new(config.max_packet_size),
         IDLE_BUFFER_CAPACITY,
     );
+    transport.set_backpressure_boundary(WRITE_BATCH_BYTES);
 
     let connect = match tokio::time::timeout(config.connect_timeout, transport.next()).await {
         Err(_) => {
@@ -680,13 +691,11 @@ impl<'a, B: Backend, S: AsyncRead + AsyncWrite + Unpin + Send> Connection<'a, B,
         }
     }
 
-    /// Gives back the memory a large packet made the read buffer grow to, once nothing is left in
-    /// it, so that a connection that once sent 256 KB does not keep 256 KB while idle.
+    /// Gives back the memory a large packet made the read or write buffer grow to, once nothing is
+    /// left in it, so that a connection that once carried 256 KB does not keep 256 KB while idle.
     fn release_large_read_buffer(&mut self) {
-        let buffer = self.transport.read_buffer_mut();
-        if buffer.is_empty() && buffer.capacity() > LARGE_BUFFER_CAPACITY {
-            *buffer = bytes::BytesMut::with_capacity(IDLE_BUFFER_CAPACITY);
-        }
+        shrink_if_large(self.transport.read_buffer_mut());
+        shrink_if_large(self.transport.write_buffer_mut());
     }
 
     fn allocate_packet_id(&mut self) -> PacketId {
