@@ -94,19 +94,7 @@ async fn run_upstream(hub: EdgeHub, mut reader: EndpointReader) {
                     hub.inner.upstream.wait_online().await;
                     continue;
                 }
-                let committed = match reader.ack_deferred(&batch) {
-                    Ok(deferred)
-                        if deferred < COMMIT_EVERY && last_commit.elapsed() < COMMIT_INTERVAL =>
-                    {
-                        Ok(())
-                    }
-                    Ok(_) => {
-                        last_commit = tokio::time::Instant::now();
-                        reader.commit().await
-                    }
-                    Err(error) => Err(error),
-                };
-                if let Err(error) = committed {
+                if let Err(error) = acknowledge(&mut reader, &batch, &mut last_commit).await {
                     tracing::warn!(%error, endpoint, "cannot acknowledge delivered messages");
                     while in_flight.next().await.is_some() {}
                     reader.rewind();
@@ -129,6 +117,21 @@ async fn run_upstream(hub: EdgeHub, mut reader: EndpointReader) {
             }
         }
     }
+}
+
+/// Acknowledges a delivered batch in memory, and durably every [`COMMIT_EVERY`] messages or
+/// [`COMMIT_INTERVAL`] (the reader also commits whenever the endpoint runs dry).
+async fn acknowledge(
+    reader: &mut EndpointReader,
+    batch: &Batch,
+    last_commit: &mut tokio::time::Instant,
+) -> Result<(), edge_store::EdgeStoreError> {
+    let deferred = reader.ack_deferred(batch)?;
+    if deferred >= COMMIT_EVERY || last_commit.elapsed() >= COMMIT_INTERVAL {
+        *last_commit = tokio::time::Instant::now();
+        reader.commit().await?;
+    }
+    Ok(())
 }
 
 /// Outcome of sending one stored message upstream.
@@ -323,11 +326,9 @@ async fn stream_to_module(
         {
             let (batch, _) = flight.batches.pop_front().expect("checked above");
             flight.first_batch += 1;
-            let deferred = reader.ack_deferred(&batch).map_err(Some)?;
-            if deferred >= COMMIT_EVERY || last_commit.elapsed() >= COMMIT_INTERVAL {
-                *last_commit = tokio::time::Instant::now();
-                reader.commit().await.map_err(Some)?;
-            }
+            acknowledge(reader, &batch, last_commit)
+                .await
+                .map_err(Some)?;
         }
         // Refill the window once it is half empty, in one step of the session registry: runs
         // of deliveries instead of one push per confirmation.
