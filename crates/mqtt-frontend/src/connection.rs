@@ -404,7 +404,7 @@ impl<'a, B: Backend, S: AsyncRead + AsyncWrite + Unpin + Send> Connection<'a, B,
                 ControlFlow::Break(DisconnectReason::ProtocolViolation(error.to_string()))
             }
             Some(Ok(packet)) => {
-                self.release_large_read_buffer();
+                self.release_large_buffers();
                 Box::pin(self.receive(packet, backend, principal, pending)).await
             }
         }
@@ -693,7 +693,7 @@ impl<'a, B: Backend, S: AsyncRead + AsyncWrite + Unpin + Send> Connection<'a, B,
 
     /// Gives back the memory a large packet made the read or write buffer grow to, once nothing is
     /// left in it, so that a connection that once carried 256 KB does not keep 256 KB while idle.
-    fn release_large_read_buffer(&mut self) {
+    fn release_large_buffers(&mut self) {
         shrink_if_large(self.transport.read_buffer_mut());
         shrink_if_large(self.transport.write_buffer_mut());
     }

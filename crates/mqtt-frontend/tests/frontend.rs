@@ -641,6 +641,60 @@ async fn cloud_to_device_delivery_is_completed_by_puback() {
 }
 
 #[tokio::test]
+async fn a_puback_sent_together_with_disconnect_still_acknowledges_its_delivery() {
+    let mut hub = TestHub::start().await;
+    let (mut client, _) = hub.connect("dev1", false).await;
+    client
+        .subscribe("devices/dev1/messages/devicebound/#", QoS::AtLeastOnce)
+        .await;
+    let device = DeviceId::new("dev1").unwrap();
+    hub.sessions()
+        .send_cloud_to_device(&device, &Message::new("last"), DeliveryTag(9))
+        .await
+        .unwrap();
+    let Some(Packet::Publish(delivery)) = client.receive().await else {
+        panic!("expected a delivery")
+    };
+    // Both packets arrive in one read: the connection ends in the same step that reads the
+    // PUBACK, and the acknowledgement must not be lost with it.
+    let mut bytes = bytes::BytesMut::new();
+    Packet::PubAck(delivery.packet_id.unwrap())
+        .encode(&mut bytes)
+        .unwrap();
+    Packet::Disconnect.encode(&mut bytes).unwrap();
+    client.send_raw(&bytes).await;
+    client.expect_closed().await;
+    let event = hub
+        .wait_for_event(|event| {
+            matches!(
+                event,
+                Event::DeliveryAcknowledged { .. } | Event::Disconnected { .. }
+            )
+        })
+        .await;
+    assert_eq!(
+        event,
+        Event::DeliveryAcknowledged {
+            identity: "dev1".to_owned(),
+            tag: DeliveryTag(9)
+        }
+    );
+    let event = hub
+        .wait_for_event(|event| matches!(event, Event::Disconnected { .. }))
+        .await;
+    assert_eq!(
+        event,
+        Event::Disconnected {
+            identity: "dev1".to_owned(),
+            disconnection: Disconnection {
+                reason: DisconnectReason::ClientDisconnected,
+                undelivered: vec![],
+            }
+        }
+    );
+}
+
+#[tokio::test]
 async fn module_inputs_are_delivered_on_the_inputs_topic() {
     let mut hub = TestHub::start().await;
     let (mut client, _) = hub.connect("dev1/mod1", false).await;
