@@ -54,6 +54,11 @@ pub struct LogOptions {
     pub max_batch_bytes: usize,
     /// Distance in bytes between sparse index entries.
     pub index_interval_bytes: u64,
+    /// The active segment file grows ahead of its records in steps of this many zero bytes, so
+    /// that a group commit's `fdatasync` writes the records only and not the file's new size
+    /// (on ext4 that is a second write per commit, about half of its cost). 0 grows the file
+    /// with every batch. The space ahead is cut off when the segment is sealed or the log closed.
+    pub preallocate_bytes: u64,
     /// Test hook that can fail file operations; `None` in production.
     pub fault_injector: Option<Arc<dyn FaultInjector>>,
 }
@@ -70,6 +75,7 @@ impl Default for LogOptions {
             max_batch_records: 4096,
             max_batch_bytes: 8 * 1024 * 1024,
             index_interval_bytes: 64 * 1024,
+            preallocate_bytes: 1024 * 1024,
             fault_injector: None,
         }
     }
@@ -450,6 +456,8 @@ impl LogHandle {
             active_path,
             active_base_offset,
             active_durable_length,
+            // Recovery cut the file to its durable records.
+            active_file_length: active_durable_length,
             active_last_indexed_position: recovered.active_last_indexed_position,
             needs_truncate: false,
             next_offset,

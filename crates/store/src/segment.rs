@@ -286,12 +286,22 @@ pub(crate) fn recover_directory(
                 .map_err(|error| StoreError::io("stat segment", &path, error))?
                 .len();
             if file_length != scanned.durable_length {
-                tracing::warn!(
-                    path = %path.display(),
-                    durable_length = scanned.durable_length,
-                    file_length,
-                    "truncating the torn tail of the last segment"
-                );
+                if is_zero_range(&file, scanned.durable_length, file_length, &path)? {
+                    // The writer's preallocated space, left by a crash: no record was lost.
+                    tracing::debug!(
+                        path = %path.display(),
+                        durable_length = scanned.durable_length,
+                        file_length,
+                        "cutting off the preallocated space of the last segment"
+                    );
+                } else {
+                    tracing::warn!(
+                        path = %path.display(),
+                        durable_length = scanned.durable_length,
+                        file_length,
+                        "truncating the torn tail of the last segment"
+                    );
+                }
                 file.set_len(scanned.durable_length)
                     .map_err(|error| StoreError::io("truncate segment", &path, error))?;
             }
@@ -500,6 +510,24 @@ fn scan_segment(
     }
     scan.durable_length = position;
     Ok(scan)
+}
+
+/// True when every byte of `file` in `start..end` is zero.
+fn is_zero_range(file: &File, start: u64, end: u64, path: &Path) -> StoreResult<bool> {
+    let mut buffer = vec![0u8; READ_WINDOW_BYTES.min(end.saturating_sub(start) as usize)];
+    let mut position = start;
+    while position < end {
+        let want = buffer.len().min((end - position) as usize);
+        let filled = read_up_to(file, &mut buffer[..want], position, path)?;
+        if filled == 0 {
+            break;
+        }
+        if buffer[..filled].iter().any(|&byte| byte != 0) {
+            return Ok(false);
+        }
+        position += filled as u64;
+    }
+    Ok(true)
 }
 
 /// Reads the frame header at `position`, if complete, and returns the frame's full length.

@@ -91,6 +91,9 @@ pub(crate) struct Writer {
     pub(crate) active_path: PathBuf,
     pub(crate) active_base_offset: u64,
     pub(crate) active_durable_length: u64,
+    /// The active file's size: its durable records plus zero bytes written ahead of them
+    /// ([`LogOptions::preallocate_bytes`]).
+    pub(crate) active_file_length: u64,
     pub(crate) active_last_indexed_position: u64,
     /// True after a failed write: the active file may hold bytes past its durable length that
     /// must be cut off before anything else is written.
@@ -159,10 +162,10 @@ impl Writer {
                 break;
             }
         }
-        if self.needs_truncate
+        if (self.needs_truncate || self.active_file_length > self.active_durable_length)
             && let Err(error) = self.truncate_active_to_durable_length()
         {
-            tracing::warn!(%error, "could not cut off a failed batch before closing");
+            tracing::warn!(%error, "could not cut the active segment to its records before closing");
         }
         // Release every file (and the directory lock) before telling the closer we are done.
         drop(requests);
@@ -348,9 +351,20 @@ impl Writer {
         } else {
             Ok(())
         };
+        let batch_end = self.active_durable_length + batch.bytes.len() as u64;
+        let grown_length = self.grown_file_length(batch_end);
         let write_result = repair_result.and_then(|()| {
             self.hooks
                 .write_all_at(&self.active_file, &batch.bytes, self.active_durable_length)
+                .and_then(|()| match grown_length {
+                    // Zeros ahead of the records: the next commits leave the size alone.
+                    Some(length) => self.hooks.write_all_at(
+                        &self.active_file,
+                        &vec![0u8; (length - batch_end) as usize],
+                        batch_end,
+                    ),
+                    None => Ok(()),
+                })
                 .map_err(|error| StoreError::io("write segment", &self.active_path, error))
                 .and_then(|()| {
                     self.hooks
@@ -376,6 +390,9 @@ impl Writer {
 
         let batch_length = batch.bytes.len() as u64;
         self.active_durable_length += batch_length;
+        self.active_file_length = self
+            .active_file_length
+            .max(grown_length.unwrap_or(batch_end));
         self.next_offset += batch.record_count;
         self.active_last_indexed_position = batch.last_indexed_position;
         self.shared.publish_commit(
@@ -396,11 +413,24 @@ impl Writer {
         Ok(())
     }
 
+    /// The size the active file grows to when a batch ends at `batch_end`, or `None` when the
+    /// zeros written ahead still hold the batch (or preallocation is off).
+    fn grown_file_length(&self, batch_end: u64) -> Option<u64> {
+        let step = self.options.preallocate_bytes;
+        if step == 0 || batch_end <= self.active_file_length {
+            return None;
+        }
+        // Never past the point where the segment is sealed anyway.
+        let length = (batch_end + step).min(self.options.segment_max_bytes.max(batch_end));
+        (length > batch_end).then_some(length)
+    }
+
     fn truncate_active_to_durable_length(&mut self) -> StoreResult<()> {
         self.hooks
             .set_len(&self.active_file, self.active_durable_length)
             .and_then(|()| self.hooks.sync_data(&self.active_file))
             .map_err(|error| StoreError::io("truncate segment", &self.active_path, error))?;
+        self.active_file_length = self.active_durable_length;
         self.needs_truncate = false;
         Ok(())
     }
@@ -408,8 +438,9 @@ impl Writer {
     /// Seals the active segment and starts a new one at the next offset.
     fn roll(&mut self) -> StoreResult<()> {
         // The sealed segment must end exactly at its last durable record: frames of a failed
-        // batch left behind it would reappear on recovery with the new segment's offsets.
-        if self.needs_truncate {
+        // batch left behind it would reappear on recovery with the new segment's offsets, and
+        // recovery reads a sealed segment to its end.
+        if self.needs_truncate || self.active_file_length > self.active_durable_length {
             self.truncate_active_to_durable_length()?;
         }
         let base_offset = self.next_offset;
@@ -445,6 +476,7 @@ impl Writer {
         self.active_path = path.clone();
         self.active_base_offset = base_offset;
         self.active_durable_length = SEGMENT_HEADER_LENGTH as u64;
+        self.active_file_length = SEGMENT_HEADER_LENGTH as u64;
         self.active_last_indexed_position = SEGMENT_HEADER_LENGTH as u64;
         self.needs_truncate = false;
         self.shared.push_segment(Segment {

@@ -285,3 +285,66 @@ async fn segments_describe_the_layout_for_layers_above() {
     assert_eq!(log.segments()[0].base_offset, segments[2].base_offset);
     log.close().await.unwrap();
 }
+
+fn file_lengths(directory: &std::path::Path) -> Vec<(String, u64)> {
+    let mut lengths: Vec<(String, u64)> = std::fs::read_dir(directory)
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".log"))
+        .map(|entry| {
+            let length = entry.metadata().unwrap().len();
+            (entry.file_name().to_string_lossy().into_owned(), length)
+        })
+        .collect();
+    lengths.sort();
+    lengths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_active_segment_grows_ahead_and_sealed_or_closed_segments_end_at_their_records() {
+    let directory = tempfile::tempdir().unwrap();
+    let options = LogOptions {
+        segment_max_bytes: 4096,
+        preallocate_bytes: 1024,
+        ..LogOptions::default()
+    };
+    let log = LogHandle::open(directory.path(), options.clone())
+        .await
+        .unwrap();
+    for index in 0..200 {
+        log.append(payload(index)).await.unwrap();
+    }
+    let segments = log.segments();
+    assert!(segments.len() > 2, "{segments:?}");
+    let lengths = file_lengths(directory.path());
+    let (active_length, sealed_lengths) = lengths.split_last().unwrap();
+    let (active, sealed) = segments.split_last().unwrap();
+    // Sealed segments were cut to their records; the active one holds zeros ahead of them.
+    for ((_, length), segment) in sealed_lengths.iter().zip(sealed) {
+        assert_eq!(*length, segment.bytes);
+    }
+    assert!(
+        active_length.1 > active.bytes,
+        "{active_length:?} {active:?}"
+    );
+    assert!(active_length.1 <= options.segment_max_bytes);
+
+    // A crash: copy the files as they are while the log is open, zero tail included.
+    let crashed = tempfile::tempdir().unwrap();
+    for (name, _) in &lengths {
+        std::fs::copy(directory.path().join(name), crashed.path().join(name)).unwrap();
+    }
+    log.close().await.unwrap();
+    let closed_lengths = file_lengths(directory.path());
+    assert_eq!(closed_lengths.last().unwrap().1, active.bytes);
+
+    let recovered = LogHandle::open(crashed.path(), options).await.unwrap();
+    assert_eq!(recovered.stats().next_offset, 200);
+    assert_eq!(recovered.append(payload(200)).await.unwrap(), 200);
+    let records = read_all(&recovered, segments[0].base_offset).await;
+    let expected: Vec<(u64, Bytes)> = (segments[0].base_offset..=200)
+        .map(|index| (index, payload(index)))
+        .collect();
+    assert_eq!(records, expected);
+    recovered.close().await.unwrap();
+}
