@@ -12,7 +12,7 @@ use bytes::Bytes;
 use edge_deployment::HubDeployment;
 use edge_scope::{ScopeCache, ScopeClient, ScopeIdentity, ScopeRefusal};
 use edge_store::{MessageStore, Overflow, StoreOptions};
-use iothub_client::{ClientEvent, Feature};
+use iothub_client::{ClientEvent, CloudToDeviceAck, Feature};
 use iothub_topics::ClientSubscription;
 use iothub_types::{DeviceId, Identity, Message};
 use mqtt_frontend::{
@@ -335,19 +335,58 @@ impl EdgeHub {
                     tokio::spawn(self.clone().relay_cloud_method(identity, request));
                 }
                 ClientEvent::CloudToDevice(message) => {
-                    let tag = self.inner.next_tag.fetch_add(1, Ordering::Relaxed);
-                    if let Err(error) = self
-                        .inner
-                        .sessions
-                        .send_cloud_to_device(&identity.device, &message, DeliveryTag(tag))
-                        .await
-                    {
-                        tracing::warn!(%error, %identity, "cloud-to-device message not delivered");
-                    }
+                    self.relay_cloud_to_device(&identity, &message, None).await;
+                }
+                ClientEvent::CloudToDeviceToAcknowledge { message, ack } => {
+                    self.relay_cloud_to_device(&identity, &message, Some(ack))
+                        .await;
                 }
                 ClientEvent::ModuleInput { .. } => {}
             }
         }
+    }
+
+    /// Queues a cloud-to-device message in the device's session (in order, so this is awaited in
+    /// the event loop) and completes it in the hub only once the device acknowledged it. If the
+    /// device does not (it left, or never answers), the hub keeps the message and delivers it
+    /// again over the device's next upstream link: at least once, never lost at the edge.
+    async fn relay_cloud_to_device(
+        &self,
+        identity: &Identity,
+        message: &Message,
+        ack: Option<CloudToDeviceAck>,
+    ) {
+        let tag = self.inner.next_tag.fetch_add(1, Ordering::Relaxed);
+        let confirmation = ack.map(|ack| {
+            let (sender, receiver) = oneshot::channel();
+            lock(&self.inner.deliveries).insert(tag, sender);
+            (ack, receiver)
+        });
+        let queued = self
+            .inner
+            .sessions
+            .send_cloud_to_device(&identity.device, message, DeliveryTag(tag))
+            .await;
+        if let Err(error) = queued {
+            lock(&self.inner.deliveries).remove(&tag);
+            tracing::warn!(%error, %identity, "cloud-to-device message not delivered; the hub keeps it");
+            return;
+        }
+        let Some((ack, receiver)) = confirmation else {
+            return;
+        };
+        let hub = self.clone();
+        let identity = identity.clone();
+        tokio::spawn(async move {
+            let timeout = hub.inner.settings.message_ack_timeout;
+            match tokio::time::timeout(timeout, receiver).await {
+                Ok(Ok(true)) => ack.acknowledge(),
+                outcome => {
+                    lock(&hub.inner.deliveries).remove(&tag);
+                    tracing::debug!(%identity, timed_out = outcome.is_err(), "cloud-to-device message not acknowledged by the device; the hub keeps it");
+                }
+            }
+        });
     }
 
     async fn relay_cloud_method(self, identity: Identity, request: iothub_client::MethodRequest) {

@@ -274,6 +274,9 @@ impl UpstreamPool {
             // Sends wait for the (re)connection instead of failing at once; the store keeps the
             // durable copy and the endpoint pump decides what to retry.
             options.while_disconnected = WhileDisconnected::Queue;
+            // A child's cloud-to-device message is completed in the hub only once the child has
+            // it (see `EdgeHub::relay_cloud_to_device`).
+            options.manual_cloud_to_device_ack = true;
         }
         IotHubClient::spawn(options).expect("upstream client options are valid")
     }

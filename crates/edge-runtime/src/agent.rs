@@ -475,7 +475,9 @@ impl Agent {
                 }
             }
             ClientEvent::MethodRequest(request) => self.method(request).await,
-            ClientEvent::CloudToDevice(_) | ClientEvent::ModuleInput { .. } => {}
+            ClientEvent::CloudToDevice(_)
+            | ClientEvent::CloudToDeviceToAcknowledge { .. }
+            | ClientEvent::ModuleInput { .. } => {}
         }
     }
 

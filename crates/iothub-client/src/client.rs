@@ -16,6 +16,9 @@ use crate::error::{ClientError, ConnectError};
 use crate::events::{ConnectionState, DisconnectReason, EventStream};
 use crate::options::{ClientOptions, Feature, WhileDisconnected};
 
+/// Cloud-to-device acknowledgements queued for the connection task at most.
+const ACK_QUEUE_CAPACITY: usize = 256;
+
 /// The longest MQTT topic.
 const MAX_TOPIC_LENGTH: usize = u16::MAX as usize;
 
@@ -82,6 +85,9 @@ impl IotHubClient {
         let (commands, command_receiver) = mpsc::channel(options.max_in_flight + 4);
         let (reconnect_requests, reconnect_receiver) = mpsc::channel(1);
         let (event_sender, event_receiver) = mpsc::channel(options.event_queue_capacity);
+        // The hub has at most a window of deliveries unacknowledged per connection; an
+        // acknowledgement that does not fit is dropped and the message delivered again.
+        let (ack_sender, acks) = mpsc::channel(ACK_QUEUE_CAPACITY);
         let (state_sender, state) = watch::channel(ConnectionState::Disconnected {
             reason: DisconnectReason::NotYetConnected,
         });
@@ -91,6 +97,9 @@ impl IotHubClient {
             commands: command_receiver,
             reconnect_requests: reconnect_receiver,
             events: event_sender,
+            acks,
+            ack_sender,
+            connection_number: 0,
             state: state_sender,
             first_outcome,
             shutdown_waiters: Vec::new(),

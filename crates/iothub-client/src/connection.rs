@@ -24,7 +24,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::core::{Action, Core, Outcome, Request};
 use crate::error::{ClientError, ConnectError, TokenError};
-use crate::events::{ClientEvent, ConnectionState, DisconnectReason};
+use crate::events::{ClientEvent, CloudToDeviceAck, ConnectionState, DisconnectReason};
 use crate::options::{
     ClientOptions, Credentials, DEFAULT_TOKEN_TTL, ReconnectPolicy, TokenRequest, Transport,
 };
@@ -78,6 +78,7 @@ pub(crate) struct Settings {
     pub max_packet_size: usize,
     pub reconnect: ReconnectPolicy,
     pub token_renewal_margin: Duration,
+    pub manual_cloud_to_device_ack: bool,
 }
 
 impl Settings {
@@ -129,6 +130,7 @@ impl Settings {
             max_packet_size: options.max_packet_size,
             reconnect: options.reconnect,
             token_renewal_margin: options.token_renewal_margin,
+            manual_cloud_to_device_ack: options.manual_cloud_to_device_ack,
         })
     }
 }
@@ -163,6 +165,12 @@ pub(crate) struct Owner {
     pub commands: mpsc::Receiver<Command>,
     pub reconnect_requests: mpsc::Receiver<()>,
     pub events: mpsc::Sender<ClientEvent>,
+    /// Acknowledgements of cloud-to-device messages the application completes itself, tagged
+    /// with the number of the connection that received them.
+    pub acks: mpsc::Receiver<(u64, PacketId)>,
+    pub ack_sender: mpsc::Sender<(u64, PacketId)>,
+    /// Counts accepted connections; an acknowledgement for an earlier one is void.
+    pub connection_number: u64,
     pub state: watch::Sender<ConnectionState>,
     /// Told the outcome of the first connection attempt, for [`crate::IotHubClient::connect`];
     /// the task ends if that attempt fails.
@@ -353,8 +361,11 @@ impl Owner {
             session_present,
             renewable_token_expiry_unix_secs,
         } = connection;
-        // Requests for an immediate reconnect made before this connection existed are moot.
+        // Requests for an immediate reconnect made before this connection existed are moot, and
+        // so are acknowledgements of deliveries made on earlier connections.
         while self.reconnect_requests.try_recv().is_ok() {}
+        while self.acks.try_recv().is_ok() {}
+        self.connection_number += 1;
 
         let keep_alive = Some(self.settings.keep_alive).filter(|interval| !interval.is_zero());
         let mut pending_events: VecDeque<(ClientEvent, Option<PacketId>)> = VecDeque::new();
@@ -472,6 +483,11 @@ impl Owner {
                         }
                     }
                 }
+                Some((connection, packet_id)) = self.acks.recv() => {
+                    if connection == self.connection_number {
+                        self.actions.push(Action::Send(Packet::PubAck(packet_id)));
+                    }
+                }
                 // Already connected: an immediate-reconnect request has nothing to do.
                 Some(()) = self.reconnect_requests.recv() => {}
                 () = sleep_until_or_never(timer) => {
@@ -506,6 +522,31 @@ impl Owner {
                 Ok(false) => {}
                 Err(reason) => return SessionEnd::Lost(reason),
             }
+        }
+    }
+
+    /// The event the application gets for a delivery, and the packet to acknowledge when it has
+    /// it: none for a cloud-to-device message the application acknowledges itself.
+    fn hand_over(
+        &self,
+        event: ClientEvent,
+        ack: Option<PacketId>,
+    ) -> (ClientEvent, Option<PacketId>) {
+        match (event, ack) {
+            (ClientEvent::CloudToDevice(message), Some(packet_id))
+                if self.settings.manual_cloud_to_device_ack =>
+            {
+                let ack = CloudToDeviceAck {
+                    connection: self.connection_number,
+                    packet_id,
+                    sender: self.ack_sender.downgrade(),
+                };
+                (
+                    ClientEvent::CloudToDeviceToAcknowledge { message, ack },
+                    None,
+                )
+            }
+            other => other,
         }
     }
 
@@ -552,11 +593,12 @@ impl Owner {
                     let _ = reply.sender.send(result);
                 }
                 Action::Deliver { event, ack } => {
+                    let (event, ack) = self.hand_over(*event, ack);
                     if !pending_events.is_empty() {
-                        pending_events.push_back((*event, ack));
+                        pending_events.push_back((event, ack));
                         continue;
                     }
-                    match self.events.try_send(*event) {
+                    match self.events.try_send(event) {
                         Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {
                             if let Some(packet_id) = ack {
                                 Packet::PubAck(packet_id)

@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_util::Stream;
 use iothub_types::Message;
+use mqtt_codec::PacketId;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -21,12 +22,54 @@ pub enum ClientEvent {
     MethodRequest(MethodRequest),
     /// A cloud-to-device message (device clients).
     CloudToDevice(Message),
+    /// A cloud-to-device message that stays in the hub's queue until `ack` is used
+    /// ([`crate::ClientOptions::manual_cloud_to_device_ack`]).
+    CloudToDeviceToAcknowledge {
+        message: Message,
+        ack: CloudToDeviceAck,
+    },
     /// A message on one of the module's inputs (module clients); `message.system.input_name` is
     /// set to `input_name` too.
     ModuleInput {
         input_name: String,
         message: Message,
     },
+}
+
+/// Completes one cloud-to-device message in the hub: sends the PUBACK of the delivery on the
+/// connection that received it. If that connection has ended, there is nothing to complete: the
+/// hub delivers the message again on the next one.
+#[derive(Clone)]
+pub struct CloudToDeviceAck {
+    pub(crate) connection: u64,
+    pub(crate) packet_id: PacketId,
+    pub(crate) sender: mpsc::WeakSender<(u64, PacketId)>,
+}
+
+impl CloudToDeviceAck {
+    /// Sends the PUBACK. Never waits: if the client is gone or its acknowledgement queue is full,
+    /// the message is simply delivered again later (at least once).
+    pub fn acknowledge(self) {
+        if let Some(sender) = self.sender.upgrade() {
+            let _ = sender.try_send((self.connection, self.packet_id));
+        }
+    }
+}
+
+impl std::fmt::Debug for CloudToDeviceAck {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("CloudToDeviceAck")
+            .field("connection", &self.connection)
+            .field("packet_id", &self.packet_id)
+            .finish()
+    }
+}
+
+impl PartialEq for CloudToDeviceAck {
+    fn eq(&self, other: &Self) -> bool {
+        (self.connection, self.packet_id) == (other.connection, other.packet_id)
+    }
 }
 
 /// A direct method request.

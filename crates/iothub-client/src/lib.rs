@@ -60,7 +60,9 @@ mod wire;
 
 pub use client::IotHubClient;
 pub use error::{ClientError, ConnectError, TokenError};
-pub use events::{ClientEvent, ConnectionState, DisconnectReason, EventStream, MethodRequest};
+pub use events::{
+    ClientEvent, CloudToDeviceAck, ConnectionState, DisconnectReason, EventStream, MethodRequest,
+};
 pub use mqtt_codec::ConnectReturnCode;
 pub use options::{
     ClientOptions, Credentials, DEFAULT_MQTT_TLS_PORT, DEFAULT_PRODUCT_INFO,

@@ -62,6 +62,13 @@ pub struct ClientOptions {
     /// the application; when full, the client stops reading from the socket (and so withholds
     /// PUBACKs) until the application catches up.
     pub event_queue_capacity: usize,
+    /// When true, a cloud-to-device message arrives as
+    /// [`ClientEvent::CloudToDeviceToAcknowledge`] and its PUBACK, which completes it in the hub,
+    /// goes out only when the application calls [`crate::CloudToDeviceAck::acknowledge`]. A
+    /// connection that ends first leaves the message in the hub's queue, which delivers it again.
+    /// A gateway uses this to complete a message only once its child has it. Default: false (the
+    /// PUBACK goes out as soon as the application's event queue takes the message).
+    pub manual_cloud_to_device_ack: bool,
     /// The largest packet accepted from the hub, fixed header included.
     pub max_packet_size: usize,
     /// Features subscribed to right after every connection that has no session (a session the
@@ -244,6 +251,7 @@ impl ClientOptions {
             operation_timeout: Duration::from_secs(30),
             max_in_flight: 64,
             event_queue_capacity: 64,
+            manual_cloud_to_device_ack: false,
             max_packet_size: 1024 * 1024,
             subscribe_at_connect: Vec::new(),
             reconnect: ReconnectPolicy::default(),

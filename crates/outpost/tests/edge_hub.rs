@@ -386,6 +386,16 @@ fn modules_and_a_leaf_device_work_through_the_edge_hub_online_and_through_an_out
         c2d["received"],
         json!([{"body": "first", "properties": {"n": "1"}}, {"body": "second", "properties": {"n": "2"}}])
     );
+    // The edge hub completes them in the hub only once the leaf acknowledged them.
+    wait_for("the hub to see both messages completed", || {
+        let device: Value =
+            serde_json::from_str(&hub.cli_ok(&["device", "show", LEAF, "--output", "json"]))
+                .unwrap();
+        match device.get("cloudToDeviceMessageCount") {
+            Some(count) if count == 0 => Ok(()),
+            _ => Err(device.to_string()),
+        }
+    });
 
     // Outage: the hub dies; the leaf and the modules keep working; upstream messages are stored.
     hub.kill_9();

@@ -148,6 +148,11 @@ fn describe_event(event: &ClientEvent) -> String {
             message.system.message_id,
             message.application
         ),
+        // The connection task makes these out of `CloudToDevice`; the core never does.
+        ClientEvent::CloudToDeviceToAcknowledge { message, ack } => format!(
+            "c2d to acknowledge {} {ack:?}",
+            String::from_utf8_lossy(&message.body)
+        ),
         ClientEvent::ModuleInput {
             input_name,
             message,

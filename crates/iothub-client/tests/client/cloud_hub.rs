@@ -196,3 +196,59 @@ async fn a_module_and_a_device_work_against_the_cloud_hub() {
     agent_client.shutdown().await;
     server.abort();
 }
+
+/// Waits until the hub's queue for `device` holds `expected` messages.
+async fn wait_for_queue_depth(hub: &Hub, device: &Identity, expected: usize) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let queued = hub.queued_c2d(&device.device).await.expect("queue").len();
+        if queued == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{queued} messages queued, expected {expected}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_manually_acknowledged_cloud_to_device_message_stays_queued_until_acknowledged() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let (hub, port, server) = start_hub(directory.path()).await;
+    let device: Identity = "gateway-child".parse().unwrap();
+    let connection_string = create(&hub, &device).await;
+    hub.send_c2d(&device.device, Message::new(&b"keep me"[..]), None)
+        .await
+        .expect("send c2d");
+    let mut manual = options(&connection_string, port);
+    manual.manual_cloud_to_device_ack = true;
+
+    // Received but not acknowledged, then the connection ends: the hub still has it.
+    let (client, mut events) = IotHubClient::connect(manual.clone()).await.unwrap();
+    client.enable(Feature::IncomingMessages).await.unwrap();
+    let ClientEvent::CloudToDeviceToAcknowledge { message, ack: _ } =
+        next_client_event(&mut events).await
+    else {
+        panic!("expected a cloud-to-device message to acknowledge");
+    };
+    assert_eq!(&message.body[..], b"keep me");
+    client.shutdown().await;
+    wait_for_queue_depth(&hub, &device, 1).await;
+
+    // Delivered again on the next connection; acknowledging completes it.
+    let (client, mut events) = IotHubClient::connect(manual).await.unwrap();
+    client.enable(Feature::IncomingMessages).await.unwrap();
+    let ClientEvent::CloudToDeviceToAcknowledge { message, ack } =
+        next_client_event(&mut events).await
+    else {
+        panic!("expected the message again");
+    };
+    assert_eq!(&message.body[..], b"keep me");
+    wait_for_queue_depth(&hub, &device, 1).await;
+    ack.acknowledge();
+    wait_for_queue_depth(&hub, &device, 0).await;
+    client.shutdown().await;
+    server.abort();
+}
