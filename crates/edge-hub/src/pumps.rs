@@ -39,7 +39,7 @@ const MODULE_WINDOW: usize = 32;
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Delivered messages acknowledged in memory before the durable cursor commit (a write, an
 /// `fsync` and a rename): a crash redelivers at most about this many per endpoint. The reader
-/// also commits whenever the endpoint runs dry.
+/// also commits when the endpoint has stayed dry for 50 ms.
 const COMMIT_EVERY: usize = 1024;
 /// The longest a delivered message waits for its durable cursor commit while traffic flows.
 const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
@@ -120,7 +120,7 @@ async fn run_upstream(hub: EdgeHub, mut reader: EndpointReader) {
 }
 
 /// Acknowledges a delivered batch in memory, and durably every [`COMMIT_EVERY`] messages or
-/// [`COMMIT_INTERVAL`] (the reader also commits whenever the endpoint runs dry).
+/// [`COMMIT_INTERVAL`] (the reader also commits once the endpoint stays dry for a moment).
 async fn acknowledge(
     reader: &mut EndpointReader,
     batch: &Batch,
