@@ -18,13 +18,22 @@ The other scenarios print one JSON object on their last line:
 - `leaf_refused CS`: the leaf is refused; prints {"refused": true}.
 - `leaf_twin CS`: patches reported {"leaf": "patched"} and gets its twin; prints the twin.
 - `leaf_c2d CS COUNT`: waits for COUNT cloud-to-device messages; prints {"received": [{body, properties}]}.
+- `leaf_c2d_no_ack CS`: a hand-made MQTT client (the SDK always acknowledges) connects as the leaf with a clean
+  session, takes one cloud-to-device message and closes the connection without PUBACK; prints {"body": ...}.
 """
 
+import base64
+import hashlib
+import hmac
 import json
 import os
+import socket
+import ssl
+import struct
 import sys
 import threading
 import time
+import urllib.parse
 
 from azure.iot.device import IoTHubDeviceClient, IoTHubModuleClient, Message, MethodResponse
 from azure.iot.device import exceptions as device_errors
@@ -99,6 +108,75 @@ def leaf_c2d(cs, count):
         raise AssertionError(f"received {len(received)} of {count} cloud-to-device messages")
     client.shutdown()
     print(json.dumps({"received": received}))
+
+
+def mqtt_string(text):
+    data = text.encode()
+    return struct.pack(">H", len(data)) + data
+
+
+def mqtt_packet(first_byte, body):
+    length, encoded = len(body), b""
+    while True:
+        digit, length = length % 128, length // 128
+        encoded += bytes([digit | (0x80 if length else 0)])
+        if not length:
+            return bytes([first_byte]) + encoded + body
+
+
+def read_exactly(stream, count):
+    data = b""
+    while len(data) < count:
+        chunk = stream.recv(count - len(data))
+        if not chunk:
+            raise AssertionError("the edge hub closed the connection")
+        data += chunk
+    return data
+
+
+def read_packet(stream):
+    first = read_exactly(stream, 1)[0]
+    length, shift = 0, 0
+    while True:
+        digit = read_exactly(stream, 1)[0]
+        length |= (digit & 0x7F) << shift
+        shift += 7
+        if not digit & 0x80:
+            return first, read_exactly(stream, length)
+
+
+def leaf_c2d_no_ack(cs):
+    parts = dict(part.split("=", 1) for part in cs.split(";"))
+    hub, device, gateway = parts["HostName"], parts["DeviceId"], parts["GatewayHostName"]
+    resource = urllib.parse.quote(f"{hub}/devices/{device}", safe="")
+    expiry = int(time.time()) + 3600
+    signature = hmac.new(
+        base64.b64decode(parts["SharedAccessKey"]), f"{resource}\n{expiry}".encode(), hashlib.sha256
+    ).digest()
+    token = (
+        f"SharedAccessSignature sr={resource}"
+        f"&sig={urllib.parse.quote(base64.b64encode(signature), safe='')}&se={expiry}"
+    )
+    context = ssl.create_default_context(cafile=os.environ["EDGE_CA_FILE"])
+    stream = context.wrap_socket(socket.create_connection((gateway, 8883), timeout=30), server_hostname=gateway)
+    # CONNECT: MQTT 3.1.1, user name + password + clean session, keep-alive 60 s.
+    connect = mqtt_string("MQTT") + bytes([4, 0xC2]) + struct.pack(">H", 60)
+    connect += mqtt_string(device) + mqtt_string(f"{hub}/{device}/?api-version=2021-04-12") + mqtt_string(token)
+    stream.sendall(mqtt_packet(0x10, connect))
+    kind, body = read_packet(stream)
+    if kind != 0x20 or body[1] != 0:
+        raise AssertionError(f"CONNACK {kind:#x} {body!r}")
+    subscribe = struct.pack(">H", 1) + mqtt_string(f"devices/{device}/messages/devicebound/#") + bytes([1])
+    stream.sendall(mqtt_packet(0x82, subscribe))
+    while True:
+        kind, body = read_packet(stream)
+        if kind >> 4 == 3:
+            topic_length = struct.unpack(">H", body[:2])[0]
+            payload = body[2 + topic_length + (2 if kind & 0x06 else 0):]
+            break
+    # Gone without PUBACK: the message must not count as delivered.
+    stream.close()
+    print(json.dumps({"body": payload.decode()}))
 
 
 def leaf_twin(cs):
@@ -237,6 +315,7 @@ def main():
         "leaf_refused": leaf_refused,
         "leaf_twin": leaf_twin,
         "leaf_c2d": leaf_c2d,
+        "leaf_c2d_no_ack": leaf_c2d_no_ack,
         "leaf_x509_send": leaf_x509_send,
     }
     scenarios[name](*args)

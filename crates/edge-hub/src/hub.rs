@@ -125,6 +125,9 @@ pub(crate) struct Inner {
     pub live_changed: watch::Sender<u64>,
     pending_methods: Mutex<HashMap<String, oneshot::Sender<MethodResponse>>>,
     pub deliveries: Mutex<HashMap<u64, oneshot::Sender<bool>>>,
+    /// Cloud-to-device messages queued for a child, by delivery tag: completed in the hub when
+    /// the child acknowledges, dropped (so delivered again by the hub) when its session ends.
+    c2d_acks: Mutex<HashMap<u64, CloudToDeviceAck>>,
     /// `clients` of the `$edgeHub` reported properties, and which entries changed since the
     /// last report.
     clients: Mutex<ClientTable>,
@@ -170,6 +173,7 @@ impl EdgeHub {
                 live_changed,
                 pending_methods: Mutex::new(HashMap::new()),
                 deliveries: Mutex::new(HashMap::new()),
+                c2d_acks: Mutex::new(HashMap::new()),
                 clients: Mutex::new(ClientTable::default()),
                 clients_changed: Notify::new(),
                 next_tag: AtomicU64::new(1),
@@ -357,36 +361,18 @@ impl EdgeHub {
         ack: Option<CloudToDeviceAck>,
     ) {
         let tag = self.inner.next_tag.fetch_add(1, Ordering::Relaxed);
-        let confirmation = ack.map(|ack| {
-            let (sender, receiver) = oneshot::channel();
-            lock(&self.inner.deliveries).insert(tag, sender);
-            (ack, receiver)
-        });
+        if let Some(ack) = ack {
+            lock(&self.inner.c2d_acks).insert(tag, ack);
+        }
         let queued = self
             .inner
             .sessions
             .send_cloud_to_device(&identity.device, message, DeliveryTag(tag))
             .await;
         if let Err(error) = queued {
-            lock(&self.inner.deliveries).remove(&tag);
+            lock(&self.inner.c2d_acks).remove(&tag);
             tracing::warn!(%error, %identity, "cloud-to-device message not delivered; the hub keeps it");
-            return;
         }
-        let Some((ack, receiver)) = confirmation else {
-            return;
-        };
-        let hub = self.clone();
-        let identity = identity.clone();
-        tokio::spawn(async move {
-            let timeout = hub.inner.settings.message_ack_timeout;
-            match tokio::time::timeout(timeout, receiver).await {
-                Ok(Ok(true)) => ack.acknowledge(),
-                outcome => {
-                    lock(&hub.inner.deliveries).remove(&tag);
-                    tracing::debug!(%identity, timed_out = outcome.is_err(), "cloud-to-device message not acknowledged by the device; the hub keeps it");
-                }
-            }
-        });
     }
 
     async fn relay_cloud_method(self, identity: Identity, request: iothub_client::MethodRequest) {
@@ -938,7 +924,10 @@ impl Backend for EdgeHub {
         };
         {
             let mut deliveries = lock(&self.inner.deliveries);
+            let mut c2d_acks = lock(&self.inner.c2d_acks);
             for tag in disconnection.undelivered {
+                // A child's cloud-to-device message stays in the hub, which delivers it again.
+                c2d_acks.remove(&tag.0);
                 if let Some(waiter) = deliveries.remove(&tag.0) {
                     let _ = waiter.send(false);
                 }
@@ -1030,6 +1019,13 @@ impl Backend for EdgeHub {
     }
 
     async fn delivery_acknowledged(&self, _principal: &Principal, tag: DeliveryTag) {
+        // Before this returns, so that the PUBACK to the hub is queued ahead of the link's close
+        // when the child disconnects right after acknowledging.
+        let c2d_ack = lock(&self.inner.c2d_acks).remove(&tag.0);
+        if let Some(ack) = c2d_ack {
+            ack.acknowledge();
+            return;
+        }
         if let Some(waiter) = lock(&self.inner.deliveries).remove(&tag.0) {
             let _ = waiter.send(true);
         }

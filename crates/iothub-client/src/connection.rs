@@ -559,6 +559,13 @@ impl Owner {
 
     /// Sends DISCONNECT and flushes, bounded in time.
     async fn disconnect(&mut self, writer: &mut Writer) {
+        // Acknowledgements the application already gave go out before the DISCONNECT: a gateway
+        // closes a child's link right after the child's PUBACK.
+        while let Ok((connection, packet_id)) = self.acks.try_recv() {
+            if connection == self.connection_number {
+                let _ = Packet::PubAck(packet_id).encode(writer.write_buffer_mut());
+            }
+        }
         // Whatever the core wanted to send still goes first (for example PUBACKs).
         let _ = Packet::Disconnect.encode(writer.write_buffer_mut());
         let _ =

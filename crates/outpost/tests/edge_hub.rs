@@ -387,15 +387,29 @@ fn modules_and_a_leaf_device_work_through_the_edge_hub_online_and_through_an_out
         json!([{"body": "first", "properties": {"n": "1"}}, {"body": "second", "properties": {"n": "2"}}])
     );
     // The edge hub completes them in the hub only once the leaf acknowledged them.
-    wait_for("the hub to see both messages completed", || {
-        let device: Value =
-            serde_json::from_str(&hub.cli_ok(&["device", "show", LEAF, "--output", "json"]))
-                .unwrap();
-        match device.get("cloudToDeviceMessageCount") {
-            Some(count) if count == 0 => Ok(()),
-            _ => Err(device.to_string()),
-        }
-    });
+    let queued_in_hub = |expected: u64, what: &str| {
+        wait_for(what, || {
+            let device: Value =
+                serde_json::from_str(&hub.cli_ok(&["device", "show", LEAF, "--output", "json"]))
+                    .unwrap();
+            match device.get("cloudToDeviceMessageCount") {
+                Some(count) if *count == expected => Ok(()),
+                _ => Err(device.to_string()),
+            }
+        })
+    };
+    queued_in_hub(0, "the hub to see both messages completed");
+    // A leaf that takes a message and leaves without PUBACK: the hub keeps it, and the leaf gets
+    // it again on its next connection.
+    hub.cli_ok(&["c2d", "send", LEAF, "third"]);
+    assert_eq!(
+        leaf(&edge_ca, &["leaf_c2d_no_ack", &leaf_cs])["body"],
+        "third"
+    );
+    queued_in_hub(1, "the unacknowledged message to stay queued in the hub");
+    let again = leaf(&edge_ca, &["leaf_c2d", &leaf_cs, "1"]);
+    assert_eq!(again["received"][0]["body"], "third");
+    queued_in_hub(0, "the redelivered message to be completed");
 
     // Outage: the hub dies; the leaf and the modules keep working; upstream messages are stored.
     hub.kill_9();
