@@ -352,20 +352,28 @@ impl Writer {
             Ok(())
         };
         let batch_end = self.active_durable_length + batch.bytes.len() as u64;
-        let grown_length = self.grown_file_length(batch_end);
+        let mut grown_length = self.grown_file_length(batch_end);
         let write_result = repair_result.and_then(|()| {
             self.hooks
                 .write_all_at(&self.active_file, &batch.bytes, self.active_durable_length)
-                .and_then(|()| match grown_length {
-                    // Zeros ahead of the records: the next commits leave the size alone.
-                    Some(length) => self.hooks.write_all_at(
-                        &self.active_file,
-                        &vec![0u8; (length - batch_end) as usize],
-                        batch_end,
-                    ),
-                    None => Ok(()),
-                })
                 .map_err(|error| StoreError::io("write segment", &self.active_path, error))
+                .map(|()| {
+                    // Zeros ahead of the records, so that the next commits leave the size alone.
+                    // Only an optimization: on a nearly full disk the records still go in.
+                    if let Some(length) = grown_length {
+                        let zeros = vec![0u8; (length - batch_end) as usize];
+                        if let Err(error) =
+                            self.hooks
+                                .write_all_at(&self.active_file, &zeros, batch_end)
+                        {
+                            tracing::debug!(%error, "cannot preallocate the active segment");
+                            // Some zeros may be in the file: its length is unknown, so it is cut
+                            // back when the segment is sealed or the log closed, and never grown
+                            // ahead again.
+                            grown_length = Some(u64::MAX);
+                        }
+                    }
+                })
                 .and_then(|()| {
                     self.hooks
                         .sync_data(&self.active_file)

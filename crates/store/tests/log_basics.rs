@@ -348,3 +348,60 @@ async fn the_active_segment_grows_ahead_and_sealed_or_closed_segments_end_at_the
     assert_eq!(records, expected);
     recovered.close().await.unwrap();
 }
+
+/// Fails the `fail_at`-th segment write (counting from 1) with "no space left on device".
+#[derive(Debug)]
+struct FailNthSegmentWrite {
+    writes: std::sync::atomic::AtomicU32,
+    fail_at: u32,
+}
+
+impl store::FaultInjector for FailNthSegmentWrite {
+    fn before(&self, operation: store::FileOperation) -> std::io::Result<()> {
+        if operation == store::FileOperation::WriteSegment {
+            let write = self
+                .writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                + 1;
+            if write == self.fail_at {
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_too_full_to_preallocate_still_takes_the_records() {
+    let directory = tempfile::tempdir().unwrap();
+    let options = LogOptions {
+        segment_max_bytes: 4096,
+        preallocate_bytes: 1024,
+        // The first append writes its records (write 1), then the zeros ahead (write 2).
+        fault_injector: Some(std::sync::Arc::new(FailNthSegmentWrite {
+            writes: std::sync::atomic::AtomicU32::new(0),
+            fail_at: 2,
+        })),
+        ..LogOptions::default()
+    };
+    let log = LogHandle::open(directory.path(), options.clone())
+        .await
+        .unwrap();
+    for index in 0..100 {
+        assert_eq!(log.append(payload(index)).await.unwrap(), index);
+    }
+    let segments = log.segments();
+    log.close().await.unwrap();
+    // Closed and sealed segments end exactly at their records.
+    let lengths = file_lengths(directory.path());
+    assert_eq!(lengths.len(), segments.len());
+    for ((_, length), segment) in lengths.iter().zip(&segments) {
+        assert_eq!(*length, segment.bytes);
+    }
+    let reopened = LogHandle::open(directory.path(), LogOptions::default())
+        .await
+        .unwrap();
+    let expected: Vec<(u64, Bytes)> = (0..100).map(|index| (index, payload(index))).collect();
+    assert_eq!(read_all(&reopened, 0).await, expected);
+    reopened.close().await.unwrap();
+}
