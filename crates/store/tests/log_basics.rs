@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
+mod common;
+
 use bytes::Bytes;
-use store::{LogHandle, LogOptions, ReadLimits, StartPosition, StoreError};
+use common::ScriptedFaults;
+use store::{FileOperation, LogHandle, LogOptions, ReadLimits, StartPosition, StoreError};
 
 fn small_segments() -> LogOptions {
     LogOptions {
@@ -349,39 +352,16 @@ async fn the_active_segment_grows_ahead_and_sealed_or_closed_segments_end_at_the
     recovered.close().await.unwrap();
 }
 
-/// Fails the `fail_at`-th segment write (counting from 1) with "no space left on device".
-#[derive(Debug)]
-struct FailNthSegmentWrite {
-    writes: std::sync::atomic::AtomicU32,
-    fail_at: u32,
-}
-
-impl store::FaultInjector for FailNthSegmentWrite {
-    fn before(&self, operation: store::FileOperation) -> std::io::Result<()> {
-        if operation == store::FileOperation::WriteSegment {
-            let write = self
-                .writes
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-                + 1;
-            if write == self.fail_at {
-                return Err(std::io::Error::from_raw_os_error(28));
-            }
-        }
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_too_full_to_preallocate_still_takes_the_records() {
     let directory = tempfile::tempdir().unwrap();
+    let faults = ScriptedFaults::new();
+    // The first append writes its records, then the zeros ahead: that second write fails.
+    faults.fail_after(FileOperation::WriteSegment, 1, 1);
     let options = LogOptions {
         segment_max_bytes: 4096,
         preallocate_bytes: 1024,
-        // The first append writes its records (write 1), then the zeros ahead (write 2).
-        fault_injector: Some(std::sync::Arc::new(FailNthSegmentWrite {
-            writes: std::sync::atomic::AtomicU32::new(0),
-            fail_at: 2,
-        })),
+        fault_injector: Some(faults),
         ..LogOptions::default()
     };
     let log = LogHandle::open(directory.path(), options.clone())

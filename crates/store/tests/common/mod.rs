@@ -19,6 +19,8 @@ pub struct ScriptedFaults {
 #[derive(Debug, Default)]
 struct FaultState {
     armed: HashMap<FileOperation, u32>,
+    /// Armed operations of a kind let this many through before failing.
+    skipped: HashMap<FileOperation, u32>,
     hold: Option<FileOperation>,
     holding: bool,
 }
@@ -38,8 +40,17 @@ impl ScriptedFaults {
             .or_default() += count;
     }
 
+    /// Lets the next `skip` operations of a kind through, then fails `count` of them.
+    pub fn fail_after(&self, operation: FileOperation, skip: u32, count: u32) {
+        let mut state = self.state.lock().unwrap();
+        *state.skipped.entry(operation).or_default() += skip;
+        *state.armed.entry(operation).or_default() += count;
+    }
+
     pub fn disarm(&self) {
-        self.state.lock().unwrap().armed.clear();
+        let mut state = self.state.lock().unwrap();
+        state.armed.clear();
+        state.skipped.clear();
     }
 
     /// The next `operation` blocks until [`ScriptedFaults::release`].
@@ -72,6 +83,12 @@ impl FaultInjector for ScriptedFaults {
                 state = self.changed.wait(state).unwrap();
             }
             state.holding = false;
+        }
+        if let Some(skip) = state.skipped.get_mut(&operation)
+            && *skip > 0
+        {
+            *skip -= 1;
+            return Ok(());
         }
         match state.armed.get_mut(&operation) {
             Some(remaining) if *remaining > 0 => {
