@@ -66,6 +66,8 @@ pub enum RouteProblem {
     PriorityOutOfRange { found: u64 },
     #[error("timeToLiveSecs {found} is out of range 0..=4294967295")]
     TimeToLiveOutOfRange { found: u64 },
+    #[error("overflow {found:?} is not one of \"dropOldest\" and \"refuseNew\"")]
+    UnknownOverflow { found: String },
     #[error("{statement:?} is not a valid route: {message}")]
     Syntax { statement: String, message: String },
 }
@@ -81,6 +83,30 @@ pub struct HubRoute {
     pub priority: Option<u8>,
     /// Overrides the global time to live when set.
     pub time_to_live_secs: Option<u32>,
+    /// What this route's messages do when the store is full; `None` takes the runtime's
+    /// default (`edge_hub.overflow`).
+    pub overflow: Option<RouteOverflow>,
+}
+
+/// A route's policy at the store's byte bound (Outpost's `overflow` in a route object).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteOverflow {
+    /// `"dropOldest"`: delete the oldest stored messages to make room (and count them).
+    DropOldest,
+    /// `"refuseNew"`: withhold the sender's PUBACK until there is room (back-pressure); never
+    /// lose a stored message of this route to make room for another.
+    RefuseNew,
+}
+
+impl RouteOverflow {
+    /// Reads the wire name.
+    pub fn from_wire(name: &str) -> Option<RouteOverflow> {
+        match name {
+            "dropOldest" => Some(RouteOverflow::DropOldest),
+            "refuseNew" => Some(RouteOverflow::RefuseNew),
+            _ => None,
+        }
+    }
 }
 
 /// `storeAndForwardConfiguration`.
@@ -107,7 +133,8 @@ impl HubDeployment {
     /// Validates the `$edgeHub` desired properties as found in the twin.
     ///
     /// Schema 1.0 takes routes as strings (empty ones are skipped, as in Azure); 1.1 to 1.3 also
-    /// take `{route, priority, timeToLiveSecs}` objects. Every route statement is parsed.
+    /// take `{route, priority, timeToLiveSecs}` objects, plus Outpost's `overflow`. Every route
+    /// statement is parsed.
     pub fn from_desired_properties(
         desired: &Map<String, Value>,
     ) -> Result<HubDeployment, DeploymentError> {
@@ -137,12 +164,12 @@ impl HubDeployment {
                 name: key.clone(),
                 problem,
             };
-            let (statement, priority, time_to_live_secs) = match route {
+            let (statement, priority, time_to_live_secs, overflow) = match route {
                 RouteWire::Statement(statement) => {
                     if !objects_allowed && statement.trim().is_empty() {
                         continue;
                     }
-                    (statement.clone(), None, None)
+                    (statement.clone(), None, None, None)
                 }
                 RouteWire::Object(_) if !objects_allowed => {
                     return Err(invalid(RouteProblem::ObjectNeedsSchema11));
@@ -162,7 +189,15 @@ impl HubDeployment {
                                 invalid(RouteProblem::TimeToLiveOutOfRange { found })
                             })?),
                         };
-                    (object.route.clone(), priority, time_to_live_secs)
+                    let overflow = match object.overflow.as_deref() {
+                        None => None,
+                        Some(found) => Some(RouteOverflow::from_wire(found).ok_or_else(|| {
+                            invalid(RouteProblem::UnknownOverflow {
+                                found: found.to_owned(),
+                            })
+                        })?),
+                    };
+                    (object.route.clone(), priority, time_to_live_secs, overflow)
                 }
             };
             let parsed = query::Route::parse(&statement).map_err(|error| {
@@ -178,6 +213,7 @@ impl HubDeployment {
                     route: parsed,
                     priority,
                     time_to_live_secs,
+                    overflow,
                 },
             );
         }

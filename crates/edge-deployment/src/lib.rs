@@ -85,8 +85,8 @@ pub use create_options::{
 };
 pub use error::{DeploymentError, DeploymentStatusCode, LastDesiredStatus, ModuleProblem, Section};
 pub use hub::{
-    DEFAULT_TIME_TO_LIVE_SECS, HubDeployment, HubRoute, RouteName, RouteNameError, RouteProblem,
-    StoreAndForwardSettings,
+    DEFAULT_TIME_TO_LIVE_SECS, HubDeployment, HubRoute, RouteName, RouteNameError, RouteOverflow,
+    RouteProblem, StoreAndForwardSettings,
 };
 pub use image::{ImageReference, ImageReferenceError};
 pub use manifest::DeploymentManifest;

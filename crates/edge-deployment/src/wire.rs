@@ -187,7 +187,8 @@ impl<'de> Deserialize<'de> for RouteWire {
     }
 }
 
-/// `{"route": "FROM … INTO …", "priority": 0-9, "timeToLiveSecs": n}`.
+/// `{"route": "FROM … INTO …", "priority": 0-9, "timeToLiveSecs": n, "overflow": "…"}`;
+/// `overflow` (`dropOldest` or `refuseNew`) is Outpost's own addition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteObjectWire {
@@ -196,6 +197,8 @@ pub struct RouteObjectWire {
     pub priority: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_to_live_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overflow: Option<String>,
 }
 
 /// `storeAndForwardConfiguration`.

@@ -94,8 +94,12 @@ fn render_hub(deployment: &HubDeployment) -> String {
     for (name, route) in &deployment.routes {
         writeln!(
             output,
-            "route {name} priority={:?} ttl={:?} sink={:?} {:?}",
-            route.priority, route.time_to_live_secs, route.route.sink, route.statement
+            "route {name} priority={:?} ttl={:?} overflow={:?} sink={:?} {:?}",
+            route.priority,
+            route.time_to_live_secs,
+            route.overflow,
+            route.route.sink,
+            route.statement
         )
         .unwrap();
     }
@@ -233,8 +237,8 @@ fn azure_sample_manifest() {
             SimulatedTemperatureSensor docker status=running restart=always order=2 pull=on-create version=1.0 image=mcr.microsoft.com/azureiotedge-simulated-temperature-sensor:1.5 createOptions={} env.SendInterval="5" hash=3ffe5396b053
             filter process status=running restart=on-failure order=1 pull=on-create path=/opt/filter/bin/filter args=["--threshold", "25"] workingDir=/var/lib/filter user=filter hash=1452cc26c73d
             schema 1.2 ttl=7200 maxSizeBytes=None mqttBroker=false integrity=false
-            route filterToIoTHub priority=Some(0) ttl=Some(86400) sink=Upstream "FROM /messages/modules/filter/outputs/* INTO $upstream"
-            route sensorToFilter priority=None ttl=None sink=ModuleInput { module_id: "filter", input_name: "input1" } "FROM /messages/modules/SimulatedTemperatureSensor/outputs/temperatureOutput INTO BrokeredEndpoint(\"/modules/filter/inputs/input1\")"
+            route filterToIoTHub priority=Some(0) ttl=Some(86400) overflow=None sink=Upstream "FROM /messages/modules/filter/outputs/* INTO $upstream"
+            route sensorToFilter priority=None ttl=None overflow=None sink=ModuleInput { module_id: "filter", input_name: "input1" } "FROM /messages/modules/SimulatedTemperatureSensor/outputs/temperatureOutput INTO BrokeredEndpoint(\"/modules/filter/inputs/input1\")"
             twin $edgeAgent: 4 keys
             twin $edgeHub: 3 keys
             twin SimulatedTemperatureSensor: 2 keys
@@ -449,12 +453,16 @@ fn hub_routes_and_schemas() {
         hub(json!({
             "all": "FROM /messages/* INTO $upstream",
             "prio": {"route": "FROM /messages/modules/a/outputs/o WHERE $body.temp > 5 INTO $upstream", "priority": 9, "timeToLiveSecs": 4294967295_u64},
+            "lossy": {"route": "FROM /messages/* INTO $upstream", "overflow": "dropOldest"},
+            "careful": {"route": "FROM /messages/* INTO $upstream", "overflow": "refuseNew"},
             "removed": null
         })),
         expect![[r#"
             schema 1.1 ttl=60 maxSizeBytes=Some(1000) mqttBroker=false integrity=false
-            route all priority=None ttl=None sink=Upstream "FROM /messages/* INTO $upstream"
-            route prio priority=Some(9) ttl=Some(4294967295) sink=Upstream "FROM /messages/modules/a/outputs/o WHERE $body.temp > 5 INTO $upstream"
+            route all priority=None ttl=None overflow=None sink=Upstream "FROM /messages/* INTO $upstream"
+            route careful priority=None ttl=None overflow=Some(RefuseNew) sink=Upstream "FROM /messages/* INTO $upstream"
+            route lossy priority=None ttl=None overflow=Some(DropOldest) sink=Upstream "FROM /messages/* INTO $upstream"
+            route prio priority=Some(9) ttl=Some(4294967295) overflow=None sink=Upstream "FROM /messages/modules/a/outputs/o WHERE $body.temp > 5 INTO $upstream"
         "#]],
     );
     check_hub(
@@ -462,7 +470,7 @@ fn hub_routes_and_schemas() {
                "mqttBroker": {"authorizations": []}}),
         expect![[r#"
             schema 1.0 ttl=7200 maxSizeBytes=None mqttBroker=false integrity=false
-            route r priority=None ttl=None sink=Upstream "FROM /messages/* INTO $upstream"
+            route r priority=None ttl=None overflow=None sink=Upstream "FROM /messages/* INTO $upstream"
         "#]],
     );
     check_hub(
@@ -480,6 +488,12 @@ fn hub_routes_and_schemas() {
     check_hub(
         hub(json!({"r": {"route": "FROM /messages/* INTO $upstream", "priority": 10}})),
         expect!["400 $edgeHub: routes.r: priority 10 is out of range 0..=9"],
+    );
+    check_hub(
+        hub(json!({"r": {"route": "FROM /messages/* INTO $upstream", "overflow": "drop_oldest"}})),
+        expect![[
+            r#"400 $edgeHub: routes.r: overflow "drop_oldest" is not one of "dropOldest" and "refuseNew""#
+        ]],
     );
     check_hub(
         hub(

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use edge_deployment::HubDeployment;
+use edge_deployment::{HubDeployment, RouteOverflow};
 use edge_scope::{ScopeCache, ScopeClient, ScopeIdentity, ScopeRefusal};
 use edge_store::{MessageStore, Overflow, StoreOptions};
 use iothub_client::{ClientEvent, CloudToDeviceAck, Feature};
@@ -51,7 +51,7 @@ pub struct EdgeHubSettings {
     pub data_dir: PathBuf,
     /// Store bounds.
     pub store: StoreOptions,
-    /// What happens to new messages when the store is full.
+    /// What happens to new messages when the store is full, for routes that set no `overflow`.
     pub overflow: Overflow,
     /// The cloud side.
     pub upstream: UpstreamSettings,
@@ -710,6 +710,7 @@ impl EdgeHub {
                 .fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
+        let default_overflow = self.inner.settings.overflow;
         let targets: Vec<edge_store::Target> = targets
             .into_iter()
             .filter_map(|target| {
@@ -717,6 +718,11 @@ impl EdgeHub {
                     endpoint: edge_store::EndpointId::new(&target.sink.endpoint_id()).ok()?,
                     priority: edge_store::Priority::new(target.priority).ok()?,
                     time_to_live: target.time_to_live,
+                    overflow: match target.overflow {
+                        None => default_overflow,
+                        Some(RouteOverflow::DropOldest) => Overflow::DropOldest,
+                        Some(RouteOverflow::RefuseNew) => Overflow::RefuseNew,
+                    },
                 })
             })
             .collect();
@@ -727,12 +733,7 @@ impl EdgeHub {
             match self
                 .inner
                 .store
-                .put(
-                    payload.clone(),
-                    targets.clone(),
-                    self.inner.settings.overflow,
-                    now_ms(),
-                )
+                .put(payload.clone(), targets.clone(), now_ms())
                 .await
             {
                 Ok(_) => return Ok(()),

@@ -1,9 +1,9 @@
-//! The pure routing core of the edge hub: which endpoints a message goes to, at which priority
-//! and with which time to live.
+//! The pure routing core of the edge hub: which endpoints a message goes to, at which priority,
+//! with which time to live and which policy when the store is full.
 
 use std::time::Duration;
 
-use edge_deployment::HubDeployment;
+use edge_deployment::{HubDeployment, RouteOverflow};
 use hub_routing::RoutableMessage;
 use iothub_types::Message;
 use query::{MessageSource, Route, RouteSink};
@@ -21,6 +21,7 @@ struct CompiledRoute {
     route: Route,
     priority: u8,
     time_to_live: Duration,
+    overflow: Option<RouteOverflow>,
 }
 
 /// Where a routed message goes.
@@ -66,6 +67,8 @@ pub struct RouteTarget {
     /// 0 (highest) to 9, or [`DEFAULT_PRIORITY`].
     pub priority: u8,
     pub time_to_live: Duration,
+    /// The route's policy when the store is full; `None`: the runtime's default.
+    pub overflow: Option<RouteOverflow>,
 }
 
 /// The routes of one `$edgeHub` deployment, ready to evaluate.
@@ -89,6 +92,7 @@ impl RouteTable {
                 time_to_live: route
                     .time_to_live_secs
                     .map_or(global_ttl, |secs| Duration::from_secs(u64::from(secs))),
+                overflow: route.overflow,
             })
             .collect();
         RouteTable { routes }
@@ -118,7 +122,8 @@ impl RouteTable {
 
     /// The endpoints `message` from `source` goes to. When several routes pick the same sink, the
     /// message is queued there once, at the highest of their priorities (and that route's time to
-    /// live), as Azure's edge hub does.
+    /// live), as Azure's edge hub does; it refuses new messages when full if any of those routes
+    /// does (an unset policy counts as the default, which the caller resolves).
     pub fn route(&self, message: &Message, source: &MessageSource<'_>) -> Vec<RouteTarget> {
         let view = RoutableMessage {
             message,
@@ -131,19 +136,34 @@ impl RouteTable {
             }
             let sink = sink_of(&compiled.route.sink);
             match targets.iter_mut().find(|target| target.sink == sink) {
-                Some(existing) if compiled.priority < existing.priority => {
-                    existing.priority = compiled.priority;
-                    existing.time_to_live = compiled.time_to_live;
+                Some(existing) => {
+                    if compiled.priority < existing.priority {
+                        existing.priority = compiled.priority;
+                        existing.time_to_live = compiled.time_to_live;
+                    }
+                    existing.overflow = stricter(existing.overflow, compiled.overflow);
                 }
-                Some(_) => {}
                 None => targets.push(RouteTarget {
                     sink,
                     priority: compiled.priority,
                     time_to_live: compiled.time_to_live,
+                    overflow: compiled.overflow,
                 }),
             }
         }
         targets
+    }
+}
+
+/// The policy of two routes to one sink: an explicit `refuseNew` wins, then an unset one (the
+/// default may be `refuseNew`), then `dropOldest`.
+fn stricter(a: Option<RouteOverflow>, b: Option<RouteOverflow>) -> Option<RouteOverflow> {
+    match (a, b) {
+        (Some(RouteOverflow::RefuseNew), _) | (_, Some(RouteOverflow::RefuseNew)) => {
+            Some(RouteOverflow::RefuseNew)
+        }
+        (None, _) | (_, None) => None,
+        _ => Some(RouteOverflow::DropOldest),
     }
 }
 
@@ -198,8 +218,13 @@ mod tests {
         let text: Vec<String> = targets
             .iter()
             .map(|target| {
+                let overflow = match target.overflow {
+                    None => "",
+                    Some(RouteOverflow::DropOldest) => " dropOldest",
+                    Some(RouteOverflow::RefuseNew) => " refuseNew",
+                };
                 format!(
-                    "{} p{} ttl{}",
+                    "{} p{} ttl{}{overflow}",
                     target.sink.endpoint_id(),
                     target.priority,
                     target.time_to_live.as_secs()
@@ -264,6 +289,39 @@ mod tests {
             &Message::new("x"),
             MessageSource::DeviceTelemetry { device_id: "d" },
             expect!["$upstream p7 ttl60"],
+        );
+    }
+
+    #[test]
+    fn one_sink_refuses_new_messages_if_any_route_to_it_does() {
+        let table = table(json!({
+            "lossy": {"route": "FROM /messages/* INTO $upstream", "overflow": "dropOldest"},
+            "careful": {"route": "FROM /messages/* WHERE alarm = 'on' INTO $upstream", "overflow": "refuseNew"},
+            "plain": "FROM /messages/modules/m/* INTO BrokeredEndpoint(\"/modules/n/inputs/in\")",
+            "lossyToo": {"route": "FROM /messages/modules/m/* INTO BrokeredEndpoint(\"/modules/n/inputs/in\")", "overflow": "dropOldest"},
+        }));
+        let leaf = MessageSource::DeviceTelemetry { device_id: "d" };
+        check(
+            &table,
+            &Message::new("x"),
+            leaf,
+            expect!["$upstream p10 ttl60 dropOldest"],
+        );
+        let alarm = Message::new("x").with_application_property("alarm", Some("on"));
+        check(
+            &table,
+            &alarm,
+            leaf,
+            expect!["$upstream p10 ttl60 refuseNew"],
+        );
+        // An unset policy is the runtime's default, which may be refuseNew: it beats dropOldest.
+        check(
+            &table,
+            &Message::new("x"),
+            output("m", "o"),
+            expect![[r#"
+                $upstream p10 ttl60 dropOldest
+                n/inputs/in p10 ttl60"#]],
         );
     }
 

@@ -227,6 +227,56 @@ async fn a_full_store_withholds_puback_instead_of_dropping_acknowledged_messages
     );
 }
 
+/// Sends `count` messages of 2 KiB to output `out`; returns how many were acknowledged before
+/// one was held back for 3 s.
+async fn send_until_held_back(client: &IotHubClient, count: usize) -> usize {
+    for sent in 0..count {
+        let send = client.send_output("out", Message::new(vec![b'x'; 2048]));
+        match tokio::time::timeout(Duration::from_secs(3), send).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => panic!("send {sent} failed instead of waiting: {error}"),
+            Err(_) => return sent,
+        }
+    }
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_drops_only_what_drop_oldest_routes_allow() {
+    let setup = start(
+        64 * 1024,
+        json!({
+            "lossy": {"route": "FROM /messages/modules/src2/* INTO BrokeredEndpoint(\"/modules/sink/inputs/in\")", "overflow": "dropOldest"},
+            "careful": {"route": "FROM /messages/modules/src/* INTO $upstream", "overflow": "refuseNew"},
+        }),
+    )
+    .await;
+    let (lossy, _) = connect(&setup, "src2", 4).await;
+    let (careful, _) = connect(&setup, "src", 1).await;
+    // Three times the store's bound, all acknowledged: the oldest lossy messages make room.
+    assert_eq!(send_until_held_back(&lossy, 96).await, 96);
+    let dropped = setup.hub.store().stats().dropped_overflow;
+    assert!(dropped > 0);
+    // A careful message gets room the same way; it is then never dropped itself.
+    assert_eq!(send_until_held_back(&careful, 10).await, 10);
+    assert!(setup.hub.store().stats().dropped_overflow > dropped);
+    // More lossy messages drop older lossy ones until the careful ones are the oldest: then
+    // the lossy sender is held back too.
+    let accepted = send_until_held_back(&lossy, 200).await;
+    assert!(accepted < 200, "the careful messages were dropped");
+    assert_eq!(
+        setup
+            .hub
+            .store()
+            .pending_estimate(&edge_store::EndpointId::upstream()),
+        10,
+        "every careful message is still stored"
+    );
+    let store = setup.hub.store().stats();
+    assert!(store.bytes_on_disk <= store.max_bytes, "{store:?}");
+    assert!(setup.hub.stats().refused_store_full > 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_publishers_into_one_input_are_delivered_once_each_in_order() {
     let setup = start(

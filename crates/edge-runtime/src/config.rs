@@ -18,7 +18,7 @@
 //! mqtt_addr = "0.0.0.0:8883" # default: the gateway address if it is an IP, port 8883
 //! https_addr = "0.0.0.0:443" # MQTT over WebSocket and module-to-module methods
 //! store_max_bytes = 1073741824 # default: 10% of the free disk space at start (at least 64 MiB)
-//! overflow = "refuse_new"    # or "drop_oldest"
+//! overflow = "refuse_new"    # or "drop_oldest"; a route object's "overflow" overrides it
 //! ```
 //!
 //! Instead of `hub_hostname`, `device_id` and `device_key`, the file may give the device's

@@ -25,6 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         endpoint: EndpointId::upstream(),
         priority: Priority::DEFAULT,
         time_to_live: Duration::ZERO,
+        overflow: Overflow::RefuseNew,
     };
 
     let started = Instant::now();
@@ -36,14 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let count = messages / putters + u64::from(putter < messages % putters);
         tasks.push(tokio::spawn(async move {
             for _ in 0..count {
-                store
-                    .put(
-                        payload.clone(),
-                        vec![target.clone()],
-                        Overflow::RefuseNew,
-                        0,
-                    )
-                    .await?;
+                store.put(payload.clone(), vec![target.clone()], 0).await?;
             }
             Ok::<_, edge_store::EdgeStoreError>(())
         }));
@@ -74,12 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..target
     };
     store
-        .put(
-            Bytes::from_static(b"urgent"),
-            vec![urgent],
-            Overflow::RefuseNew,
-            0,
-        )
+        .put(Bytes::from_static(b"urgent"), vec![urgent], 0)
         .await?;
     let mut reader = store.reader(&EndpointId::upstream());
     let started = Instant::now();

@@ -2,18 +2,27 @@
 //! payload. One record is written once to the shared log, whatever the number of targets.
 //!
 //! ```text
-//! version u8 (= 1) | enqueued_ms u64 | target count u16 (>= 1) |
-//!   { priority u8 | expiry_ms u64 | endpoint length u16 | endpoint bytes (UTF-8) }* |
+//! version u8 (= 2) | enqueued_ms u64 | target count u16 (>= 1) |
+//!   { flags_priority u8 | expiry_ms u64 | endpoint length u16 | endpoint bytes (UTF-8) }* |
 //!   payload (the rest)
 //! ```
+//!
+//! `flags_priority` holds the priority in its low four bits; bit 7 set means the target was put
+//! with [`Overflow::DropOldest`] (it may be deleted to make room), clear means
+//! [`Overflow::RefuseNew`]. Version 1 records (no flag) are read as `RefuseNew`: the safe reading,
+//! since it never lets overflow delete them.
 //!
 //! All integers are little-endian. The log frame around the record carries the checksum, so the
 //! header only has to be well-formed; a malformed one is a [`HeaderError`], never a panic.
 
-use crate::types::{EndpointId, Priority};
+use crate::types::{EndpointId, Overflow, Priority};
 
 /// Format version of the record header.
-const HEADER_VERSION: u8 = 1;
+const HEADER_VERSION: u8 = 2;
+/// The version before the overflow flag.
+const HEADER_VERSION_WITHOUT_OVERFLOW: u8 = 1;
+/// Bit of `flags_priority` set for [`Overflow::DropOldest`] targets.
+const DROP_OLDEST_FLAG: u8 = 0x80;
 
 /// Why a stored record header could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +51,7 @@ pub(crate) struct StoredTarget {
     pub(crate) priority: Priority,
     /// The message expires for this target when `now_ms >= expiry_ms`.
     pub(crate) expiry_ms: u64,
+    pub(crate) overflow: Overflow,
 }
 
 /// A decoded record header.
@@ -58,6 +68,7 @@ pub(crate) struct TargetView<'a> {
     pub(crate) endpoint: &'a str,
     pub(crate) priority: Priority,
     pub(crate) expiry_ms: u64,
+    pub(crate) overflow: Overflow,
 }
 
 /// Appends the encoded header for `targets` followed by `payload` to `output`.
@@ -71,7 +82,11 @@ pub(crate) fn encode_record(
     output.extend_from_slice(&enqueued_ms.to_le_bytes());
     output.extend_from_slice(&(targets.len() as u16).to_le_bytes());
     for target in targets {
-        output.push(target.priority.get());
+        let flag = match target.overflow {
+            Overflow::DropOldest => DROP_OLDEST_FLAG,
+            Overflow::RefuseNew => 0,
+        };
+        output.push(target.priority.get() | flag);
         output.extend_from_slice(&target.expiry_ms.to_le_bytes());
         let name = target.endpoint.as_str().as_bytes();
         output.extend_from_slice(&(name.len() as u16).to_le_bytes());
@@ -91,7 +106,7 @@ pub(crate) fn walk_header<'a>(
         position: 0,
     };
     let version = reader.u8()?;
-    if version != HEADER_VERSION {
+    if version != HEADER_VERSION && version != HEADER_VERSION_WITHOUT_OVERFLOW {
         return Err(HeaderError::UnsupportedVersion(version));
     }
     let enqueued_ms = reader.u64()?;
@@ -100,7 +115,12 @@ pub(crate) fn walk_header<'a>(
         return Err(HeaderError::NoTargets);
     }
     for _ in 0..count {
-        let raw_priority = reader.u8()?;
+        let mut raw_priority = reader.u8()?;
+        let mut overflow = Overflow::RefuseNew;
+        if version == HEADER_VERSION && raw_priority & DROP_OLDEST_FLAG != 0 {
+            overflow = Overflow::DropOldest;
+            raw_priority &= !DROP_OLDEST_FLAG;
+        }
         let priority =
             Priority::new(raw_priority).map_err(|_| HeaderError::InvalidPriority(raw_priority))?;
         let expiry_ms = reader.u64()?;
@@ -114,6 +134,7 @@ pub(crate) fn walk_header<'a>(
             endpoint: name,
             priority,
             expiry_ms,
+            overflow,
         });
     }
     Ok((enqueued_ms, reader.position))
@@ -128,6 +149,7 @@ pub(crate) fn decode_header(record: &[u8]) -> Result<(RecordHeader, usize), Head
             endpoint: EndpointId(target.endpoint.to_owned()),
             priority: target.priority,
             expiry_ms: target.expiry_ms,
+            overflow: target.overflow,
         });
     })?;
     Ok((
@@ -179,11 +201,12 @@ mod tests {
 
     use super::*;
 
-    fn target(endpoint: &str, priority: u8, expiry_ms: u64) -> StoredTarget {
+    fn target(endpoint: &str, priority: u8, expiry_ms: u64, overflow: Overflow) -> StoredTarget {
         StoredTarget {
             endpoint: EndpointId::new(endpoint).unwrap(),
             priority: Priority::new(priority).unwrap(),
             expiry_ms,
+            overflow,
         }
     }
 
@@ -206,9 +229,9 @@ mod tests {
     #[test]
     fn one_target() {
         check(
-            &[target("$upstream", 10, 7)],
+            &[target("$upstream", 10, 7, Overflow::RefuseNew)],
             b"hi",
-            expect!["010068e5cf8b01000001000a0700000000000000090024757073747265616d6869"],
+            expect!["020068e5cf8b01000001000a0700000000000000090024757073747265616d6869"],
         );
     }
 
@@ -216,14 +239,32 @@ mod tests {
     fn two_targets_with_slashes() {
         check(
             &[
-                target("edge-1/filter/input1", 0, u64::MAX),
-                target("$upstream", 3, 0),
+                target("edge-1/filter/input1", 0, u64::MAX, Overflow::DropOldest),
+                target("$upstream", 3, 0, Overflow::RefuseNew),
             ],
             b"",
             expect![
-                "010068e5cf8b010000020000ffffffffffffffff1400656467652d312f66696c7465722f696e70757431030000000000000000090024757073747265616d"
+                "020068e5cf8b010000020080ffffffffffffffff1400656467652d312f66696c7465722f696e70757431030000000000000000090024757073747265616d"
             ],
         );
+    }
+
+    #[test]
+    fn version_1_records_read_as_refuse_new_and_ignore_the_flag_bit() {
+        let mut bytes = vec![1];
+        bytes.extend_from_slice(&5u64.to_le_bytes());
+        bytes.extend_from_slice(&1u16.to_le_bytes());
+        bytes.push(3);
+        bytes.extend_from_slice(&9u64.to_le_bytes());
+        bytes.extend_from_slice(&1u16.to_le_bytes());
+        bytes.push(b'a');
+        bytes.extend_from_slice(b"body");
+        let (header, payload_start) = decode_header(&bytes).unwrap();
+        assert_eq!(header.targets, [target("a", 3, 9, Overflow::RefuseNew)]);
+        assert_eq!(&bytes[payload_start..], b"body");
+        // In version 1 the high bit was never a flag: 0x83 is an invalid priority, not a flag.
+        bytes[11] = 0x83;
+        check_error(&bytes, expect!["InvalidPriority(131)"]);
     }
 
     fn check_error(bytes: &[u8], expected: Expect) {
@@ -234,8 +275,12 @@ mod tests {
     fn malformed_headers_are_errors() {
         check_error(&[], expect!["Truncated"]);
         check_error(
-            &[2, 0, 0, 0, 0, 0, 0, 0, 0],
-            expect!["UnsupportedVersion(2)"],
+            &[3, 0, 0, 0, 0, 0, 0, 0, 0],
+            expect!["UnsupportedVersion(3)"],
+        );
+        check_error(
+            &[2, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0x8b],
+            expect!["InvalidPriority(11)"],
         );
         check_error(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], expect!["NoTargets"]);
         check_error(

@@ -38,9 +38,10 @@
 //!     endpoint: upstream.clone(),
 //!     priority: Priority::DEFAULT,
 //!     time_to_live: std::time::Duration::ZERO, // the store's default
+//!     overflow: Overflow::RefuseNew,              // at the byte bound: back-pressure
 //! };
 //! // Resolves once the message is durable: now the PUBACK may go out.
-//! let sequence = store.put(Bytes::from_static(b"21.5"), vec![target], Overflow::RefuseNew, 1_000).await?;
+//! let sequence = store.put(Bytes::from_static(b"21.5"), vec![target], 1_000).await?;
 //!
 //! let mut reader = store.reader(&upstream);
 //! let batch = reader.next_batch(100, 1 << 20, 2_000).await?;

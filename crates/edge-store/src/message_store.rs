@@ -146,6 +146,8 @@ impl Drop for InFlight {
 struct SegmentSummary {
     queues: HashMap<QueueKey, QueueRange>,
     max_expiry_ms: u64,
+    /// The latest expiry of the segment's [`Overflow::RefuseNew`] entries (0: none).
+    refuse_new_max_expiry_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -153,6 +155,8 @@ struct QueueRange {
     count: u64,
     first: u64,
     last: u64,
+    /// The sequence of the queue's last [`Overflow::RefuseNew`] entry in the segment.
+    refuse_new_last: Option<u64>,
 }
 
 impl State {
@@ -201,12 +205,16 @@ impl State {
         &mut self,
         sequence: u64,
         segment_base: u64,
-        targets: impl IntoIterator<Item = (u32, Priority, u64)>,
+        targets: impl IntoIterator<Item = (u32, Priority, u64, Overflow)>,
     ) {
         let summary = self.summaries.entry(segment_base).or_default();
-        for (endpoint, priority, expiry_ms) in targets {
+        for (endpoint, priority, expiry_ms, overflow) in targets {
             let key = (endpoint, priority);
             summary.max_expiry_ms = summary.max_expiry_ms.max(expiry_ms);
+            let refuse_new = (overflow == Overflow::RefuseNew).then_some(sequence);
+            if refuse_new.is_some() {
+                summary.refuse_new_max_expiry_ms = summary.refuse_new_max_expiry_ms.max(expiry_ms);
+            }
             summary
                 .queues
                 .entry(key)
@@ -215,15 +223,30 @@ impl State {
                     range.count += 1;
                     range.first = range.first.min(sequence);
                     range.last = range.last.max(sequence);
+                    range.refuse_new_last = range.refuse_new_last.max(refuse_new);
                 })
                 .or_insert(QueueRange {
                     count: 1,
                     first: sequence,
                     last: sequence,
+                    refuse_new_last: refuse_new,
                 });
             let last = self.last_written.entry(key).or_insert(sequence);
             *last = (*last).max(sequence);
         }
+    }
+
+    /// Whether overflow may delete the segment at `segment_base`: none of its
+    /// [`Overflow::RefuseNew`] entries is still unacknowledged and unexpired at `now_ms`.
+    fn may_drop(&self, segment_base: u64, now_ms: u64) -> bool {
+        self.summaries.get(&segment_base).is_none_or(|summary| {
+            summary.refuse_new_max_expiry_ms <= now_ms
+                || summary.queues.iter().all(|(key, range)| {
+                    range
+                        .refuse_new_last
+                        .is_none_or(|last| self.cursor(*key) > last)
+                })
+        })
     }
 
     fn finish_in_flight(&mut self, floor: u64) {
@@ -331,19 +354,22 @@ impl MessageStore {
     }
 
     /// Writes the payload once and queues it on every target; resolves only after it is
-    /// durable, with its sequence. A target endpoint named twice keeps its highest priority and
-    /// longest time-to-live. The write completes even if the returned future is dropped.
+    /// durable, with its sequence. A target endpoint named twice keeps its highest priority,
+    /// longest time-to-live and [`Overflow::RefuseNew`] if either asked for it. At the byte
+    /// bound the oldest segments are deleted to make room as long as everything they still hold
+    /// unacknowledged and unexpired was put with [`Overflow::DropOldest`]; otherwise the put is
+    /// refused ([`EdgeStoreError::Full`]). The write completes even if the returned future is
+    /// dropped.
     pub async fn put(
         &self,
         payload: Bytes,
         targets: Vec<Target>,
-        overflow: Overflow,
         now_ms: u64,
     ) -> Result<u64, EdgeStoreError> {
         if targets.is_empty() {
             return Err(EdgeStoreError::NoTargets);
         }
-        let mut by_endpoint: BTreeMap<EndpointId, (Priority, u64)> = BTreeMap::new();
+        let mut by_endpoint: BTreeMap<EndpointId, (Priority, u64, Overflow)> = BTreeMap::new();
         for target in targets {
             let time_to_live = if target.time_to_live.is_zero() {
                 self.inner.options.default_time_to_live
@@ -353,18 +379,22 @@ impl MessageStore {
             let expiry_ms = now_ms.saturating_add(time_to_live.as_millis() as u64);
             by_endpoint
                 .entry(target.endpoint)
-                .and_modify(|(priority, expiry)| {
+                .and_modify(|(priority, expiry, overflow)| {
                     *priority = (*priority).min(target.priority);
                     *expiry = (*expiry).max(expiry_ms);
+                    if target.overflow == Overflow::RefuseNew {
+                        *overflow = Overflow::RefuseNew;
+                    }
                 })
-                .or_insert((target.priority, expiry_ms));
+                .or_insert((target.priority, expiry_ms, target.overflow));
         }
         let targets: Vec<StoredTarget> = by_endpoint
             .into_iter()
-            .map(|(endpoint, (priority, expiry_ms))| StoredTarget {
+            .map(|(endpoint, (priority, expiry_ms, overflow))| StoredTarget {
                 endpoint,
                 priority,
                 expiry_ms,
+                overflow,
             })
             .collect();
         let mut record = Vec::with_capacity(payload.len() + 64);
@@ -375,7 +405,7 @@ impl MessageStore {
         // group commit.
         let order = inner.order.lock().await;
         let needed_bytes = frame_length(record.len()) as u64 + SEGMENT_HEADER_LENGTH as u64;
-        inner.admit(needed_bytes, overflow).await?;
+        inner.admit(needed_bytes, now_ms).await?;
         let in_flight = InFlight::start(&inner, needed_bytes);
         let durable = inner.log.submit_at(Bytes::from(record), now_ms).await?;
         drop(order);
@@ -511,7 +541,7 @@ impl Inner {
                         .iter()
                         .map(|target| {
                             let index = state.intern(target.endpoint.as_str(), &self.cursor_store);
-                            (index, target.priority, target.expiry_ms)
+                            (index, target.priority, target.expiry_ms, target.overflow)
                         })
                         .collect();
                     state.note_record(sequence, segment.base_offset, targets);
@@ -526,9 +556,9 @@ impl Inner {
         Ok(sequence)
     }
 
-    /// Reserves `needed_bytes` under the byte bound, dropping oldest segments first when the
-    /// put allows it.
-    async fn admit(&self, needed_bytes: u64, overflow: Overflow) -> Result<(), EdgeStoreError> {
+    /// Reserves `needed_bytes` under the byte bound, dropping oldest segments first when what
+    /// they hold may be dropped.
+    async fn admit(&self, needed_bytes: u64, now_ms: u64) -> Result<(), EdgeStoreError> {
         loop {
             // Read before looking at the space: a deletion after this point wakes
             // `space_freed` callers even if it races with the refusal below.
@@ -547,7 +577,7 @@ impl Inner {
                 max_bytes: self.options.max_bytes,
                 requested_bytes: needed_bytes,
             };
-            if overflow == Overflow::RefuseNew || !self.drop_oldest_segment().await? {
+            if !self.drop_oldest_segment(now_ms).await? {
                 self.refused_at
                     .fetch_max(freed_generation, Ordering::AcqRel);
                 return Err(full);
@@ -556,15 +586,22 @@ impl Inner {
     }
 
     /// Deletes the oldest sealed segment, counting its unacknowledged queue entries as lost.
-    /// Returns false when there is no segment that may be dropped.
-    async fn drop_oldest_segment(&self) -> Result<bool, EdgeStoreError> {
+    /// Returns false when there is no segment that may be dropped: none is sealed, or the
+    /// oldest still holds a `RefuseNew` entry that is neither acknowledged nor expired.
+    async fn drop_oldest_segment(&self, now_ms: u64) -> Result<bool, EdgeStoreError> {
         let _retention = self.retention.lock().await;
         let segments = self.log.segments();
         let Some(front) = segments.first().copied() else {
             return Ok(false);
         };
-        if !front.is_sealed || front.next_offset > self.lock().bookkept_frontier() {
-            return Ok(false);
+        {
+            let state = self.lock();
+            if !front.is_sealed
+                || front.next_offset > state.bookkept_frontier()
+                || !state.may_drop(front.base_offset, now_ms)
+            {
+                return Ok(false);
+            }
         }
         let lost = self.count_unacknowledged(&front).await?;
         self.log.set_retention_floor(front.next_offset).await?;
@@ -726,7 +763,12 @@ fn rebuild_state(log: &LogHandle, cursor_store: &CheckpointStore) -> Result<Stat
             };
             let mut targets = Vec::new();
             let walked = walk_header(&record.payload, |target| {
-                targets.push((target.endpoint, target.priority, target.expiry_ms));
+                targets.push((
+                    target.endpoint,
+                    target.priority,
+                    target.expiry_ms,
+                    target.overflow,
+                ));
             });
             if let Err(error) = walked {
                 tracing::error!(%error, sequence = record.offset, "skipping a record with a malformed header");
@@ -734,8 +776,13 @@ fn rebuild_state(log: &LogHandle, cursor_store: &CheckpointStore) -> Result<Stat
             }
             let interned: Vec<_> = targets
                 .iter()
-                .map(|(endpoint, priority, expiry_ms)| {
-                    (state.intern(endpoint, cursor_store), *priority, *expiry_ms)
+                .map(|(endpoint, priority, expiry_ms, overflow)| {
+                    (
+                        state.intern(endpoint, cursor_store),
+                        *priority,
+                        *expiry_ms,
+                        *overflow,
+                    )
                 })
                 .collect();
             state.note_record(record.offset, segment.base_offset, interned);
@@ -752,14 +799,36 @@ mod tests {
     fn summaries_take_records_in_any_order() {
         let mut state = State::default();
         let priority = Priority::DEFAULT;
-        state.note_record(7, 0, [(0, priority, 100)]);
-        state.note_record(3, 0, [(0, priority, 50)]);
-        state.note_record(5, 0, [(0, priority, 70)]);
+        state.note_record(7, 0, [(0, priority, 100, Overflow::DropOldest)]);
+        state.note_record(3, 0, [(0, priority, 50, Overflow::RefuseNew)]);
+        state.note_record(5, 0, [(0, priority, 70, Overflow::RefuseNew)]);
         let summary = &state.summaries[&0];
         let range = summary.queues[&(0, priority)];
         assert_eq!((range.count, range.first, range.last), (3, 3, 7));
+        assert_eq!(range.refuse_new_last, Some(5));
         assert_eq!(summary.max_expiry_ms, 100);
+        assert_eq!(summary.refuse_new_max_expiry_ms, 70);
         assert_eq!(state.last_written((0, priority)), Some(7));
+    }
+
+    #[test]
+    fn overflow_may_drop_a_segment_once_its_refuse_new_entries_are_acknowledged_or_expired() {
+        let mut state = State::default();
+        let (low, high) = (Priority::DEFAULT, Priority::new(0).unwrap());
+        state.note_record(1, 0, [(0, low, 100, Overflow::RefuseNew)]);
+        state.note_record(2, 0, [(0, low, 500, Overflow::DropOldest)]);
+        state.note_record(3, 0, [(1, high, 80, Overflow::RefuseNew)]);
+        state.note_record(4, 10, [(0, low, 500, Overflow::DropOldest)]);
+        assert!(!state.may_drop(0, 0));
+        assert!(state.may_drop(10, 0), "only drop-oldest entries");
+        assert!(state.may_drop(99, 0), "a segment without a summary");
+        state.cursors.insert((0, low), 2);
+        assert!(!state.may_drop(0, 0), "endpoint 1 still needs sequence 3");
+        state.cursors.insert((1, high), 4);
+        assert!(state.may_drop(0, 0), "both refuse-new entries acknowledged");
+        state.cursors.clear();
+        assert!(!state.may_drop(0, 99));
+        assert!(state.may_drop(0, 100), "both refuse-new entries expired");
     }
 
     #[test]

@@ -35,8 +35,9 @@ pub enum EdgeStoreError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// The byte bound is reached and the put asked for [`Overflow::RefuseNew`] (or every byte is
-    /// held by writes still in flight). The caller withholds its PUBACK, waits on
+    /// The byte bound is reached and no room can be made: the oldest segment still holds an
+    /// unacknowledged [`Overflow::RefuseNew`] entry, or is the active one, or every byte is held
+    /// by writes still in flight. The caller withholds its PUBACK, waits on
     /// [`crate::MessageStore::space_freed`] and retries.
     #[error("store full: {used_bytes} of {max_bytes} bytes used, {requested_bytes} more requested")]
     Full {
@@ -150,14 +151,19 @@ pub struct Target {
     /// How long the message stays deliverable to this endpoint; [`Duration::ZERO`] means
     /// [`StoreOptions::default_time_to_live`].
     pub time_to_live: Duration,
+    /// Whether this entry may be deleted to make room at the byte bound.
+    pub overflow: Overflow,
 }
 
-/// What a put does when the store is at its byte bound.
+/// What may happen to a stored queue entry when the store is at its byte bound. A put at the
+/// bound deletes whole oldest segments (counting the unacknowledged entries lost) while every
+/// unacknowledged, unexpired entry in them is `DropOldest`; when the oldest segment holds a
+/// `RefuseNew` entry the put fails with [`EdgeStoreError::Full`] instead: back-pressure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overflow {
-    /// Delete whole oldest segments (counting the unacknowledged messages lost).
+    /// The entry may be deleted to make room for newer messages.
     DropOldest,
-    /// Fail with [`EdgeStoreError::Full`] at once: back-pressure.
+    /// The entry leaves only when acknowledged or expired; new messages wait for room.
     RefuseNew,
 }
 

@@ -8,11 +8,21 @@ use edge_store::{
     EdgeStoreError, EndpointId, MessageStore, Overflow, Priority, StoreOptions, Target,
 };
 
+/// A target that refuses new messages at the byte bound.
 fn target(endpoint: &str, priority: u8, time_to_live_ms: u64) -> Target {
     Target {
         endpoint: EndpointId::new(endpoint).unwrap(),
         priority: Priority::new(priority).unwrap(),
         time_to_live: Duration::from_millis(time_to_live_ms),
+        overflow: Overflow::RefuseNew,
+    }
+}
+
+/// A target that lets the oldest segments go at the byte bound.
+fn dropping(endpoint: &str, priority: u8, time_to_live_ms: u64) -> Target {
+    Target {
+        overflow: Overflow::DropOldest,
+        ..target(endpoint, priority, time_to_live_ms)
     }
 }
 
@@ -37,12 +47,7 @@ async fn next(reader: &mut edge_store::EndpointReader, max: usize, now_ms: u64) 
 
 async fn put(store: &MessageStore, payload: &str, targets: Vec<Target>, now_ms: u64) -> u64 {
     store
-        .put(
-            Bytes::copy_from_slice(payload.as_bytes()),
-            targets,
-            Overflow::RefuseNew,
-            now_ms,
-        )
+        .put(Bytes::copy_from_slice(payload.as_bytes()), targets, now_ms)
         .await
         .unwrap()
 }
@@ -124,12 +129,7 @@ async fn refuse_new_is_back_pressure_until_acks_free_space() {
     let mut accepted = 0;
     let refused = loop {
         match store
-            .put(
-                payload.clone(),
-                vec![target("$upstream", 10, 0)],
-                Overflow::RefuseNew,
-                0,
-            )
+            .put(payload.clone(), vec![target("$upstream", 10, 0)], 0)
             .await
         {
             Ok(_) => accepted += 1,
@@ -149,12 +149,7 @@ async fn refuse_new_is_back_pressure_until_acks_free_space() {
     reader.ack(&batch).await.unwrap();
     waiter.await.unwrap();
     store
-        .put(
-            payload,
-            vec![target("$upstream", 10, 0)],
-            Overflow::RefuseNew,
-            0,
-        )
+        .put(payload, vec![target("$upstream", 10, 0)], 0)
         .await
         .unwrap();
     store.close().await.unwrap();
@@ -171,8 +166,7 @@ async fn drop_oldest_counts_what_it_loses() {
         store
             .put(
                 payload.clone(),
-                vec![target("$upstream", 10, 0), target("m/in", 3, 0)],
-                Overflow::DropOldest,
+                vec![dropping("$upstream", 10, 0), dropping("m/in", 3, 0)],
                 0,
             )
             .await
@@ -191,6 +185,112 @@ async fn drop_oldest_counts_what_it_loses() {
 }
 
 #[tokio::test]
+async fn drop_oldest_never_deletes_what_a_refuse_new_target_still_needs() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(directory.path(), small_options())
+        .await
+        .unwrap();
+    let payload = Bytes::from(vec![b'x'; 200]);
+    // The oldest messages belong to a refuse-new route ("kept"); the rest may be dropped.
+    for _ in 0..4 {
+        put(&store, "kept", vec![target("kept", 10, 0)], 0).await;
+    }
+    let mut dropping_accepted = 0;
+    let mut refused = None;
+    for _ in 0..100 {
+        match store
+            .put(payload.clone(), vec![dropping("lossy", 10, 0)], 0)
+            .await
+        {
+            Ok(_) => dropping_accepted += 1,
+            Err(error) => {
+                refused = Some(error);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("the refuse-new messages must hold the oldest segment");
+    assert!(refused.is_full(), "{refused}");
+    assert!(dropping_accepted >= 5, "{dropping_accepted}");
+    assert_eq!(store.stats().dropped_overflow, 0, "nothing was deleted");
+    // A message with one refuse-new and one drop-oldest target is refused as a whole.
+    let mixed = store
+        .put(
+            payload.clone(),
+            vec![target("kept", 10, 0), dropping("lossy", 10, 0)],
+            0,
+        )
+        .await;
+    assert!(mixed.is_err_and(|error| error.is_full()));
+
+    // Once the refuse-new messages are acknowledged, drop-oldest makes room again.
+    let mut kept = store.reader(&EndpointId::new("kept").unwrap());
+    let batch = kept.next_batch(10, usize::MAX, 0).await.unwrap();
+    assert_eq!(batch.messages.len(), 4);
+    kept.ack(&batch).await.unwrap();
+    store
+        .put(payload.clone(), vec![dropping("lossy", 10, 0)], 0)
+        .await
+        .unwrap();
+    let dropped = store.stats().dropped_overflow;
+    assert!(dropped > 0);
+    // A refuse-new message makes room by dropping drop-oldest ones too: only its own entries
+    // are protected.
+    while store.stats().bytes_on_disk + 300 < store.stats().max_bytes {
+        store
+            .put(payload.clone(), vec![dropping("lossy", 10, 0)], 0)
+            .await
+            .unwrap();
+    }
+    for _ in 0..10 {
+        store
+            .put(payload.clone(), vec![target("kept", 10, 0)], 0)
+            .await
+            .unwrap();
+    }
+    assert!(store.stats().dropped_overflow > dropped);
+    store.close().await.unwrap();
+
+    // Expired refuse-new messages do not hold the space either (here across a reopen, so the
+    // policy is read back from the records).
+    let directory = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(directory.path(), small_options())
+        .await
+        .unwrap();
+    put(&store, "kept", vec![target("kept", 10, 1_000)], 0).await;
+    let mut filled = false;
+    for _ in 0..100 {
+        if store
+            .put(payload.clone(), vec![dropping("lossy", 10, 0)], 500)
+            .await
+            .is_err()
+        {
+            filled = true;
+            break;
+        }
+    }
+    assert!(
+        filled,
+        "the unexpired refuse-new message must hold the oldest segment"
+    );
+    store.close().await.unwrap();
+    let store = MessageStore::open(directory.path(), small_options())
+        .await
+        .unwrap();
+    let still_refused = store
+        .put(payload.clone(), vec![dropping("lossy", 10, 0)], 999)
+        .await;
+    assert!(still_refused.is_err_and(|error| error.is_full()));
+    for _ in 0..20 {
+        store
+            .put(payload.clone(), vec![dropping("lossy", 10, 0)], 1_000)
+            .await
+            .unwrap();
+    }
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn reclaim_deletes_expired_and_acknowledged_segments_only() {
     let directory = tempfile::tempdir().unwrap();
     let store = MessageStore::open(directory.path(), small_options())
@@ -199,12 +299,7 @@ async fn reclaim_deletes_expired_and_acknowledged_segments_only() {
     let payload = Bytes::from(vec![b'x'; 300]);
     for _ in 0..6 {
         store
-            .put(
-                payload.clone(),
-                vec![target("a", 10, 1_000)],
-                Overflow::RefuseNew,
-                0,
-            )
+            .put(payload.clone(), vec![target("a", 10, 1_000)], 0)
             .await
             .unwrap();
     }
@@ -238,9 +333,7 @@ async fn invalid_input_is_rejected() {
     let store = MessageStore::open(directory.path(), StoreOptions::default())
         .await
         .unwrap();
-    let no_targets = store
-        .put(Bytes::new(), Vec::new(), Overflow::RefuseNew, 0)
-        .await;
+    let no_targets = store.put(Bytes::new(), Vec::new(), 0).await;
     assert!(matches!(no_targets, Err(EdgeStoreError::NoTargets)));
     store.close().await.unwrap();
 }
@@ -329,11 +422,8 @@ async fn concurrent_drop_oldest_accounts_for_every_message() {
             let store = store.clone();
             let payload = payload.clone();
             tokio::spawn(async move {
-                let targets = vec![target("$upstream", 10, 0)];
-                store
-                    .put(payload, targets, Overflow::DropOldest, 0)
-                    .await
-                    .unwrap()
+                let targets = vec![dropping("$upstream", 10, 0)];
+                store.put(payload, targets, 0).await.unwrap()
             })
         })
         .collect();
@@ -353,12 +443,7 @@ async fn concurrent_drop_oldest_accounts_for_every_message() {
                 let mut stored = 0u64;
                 for _ in 0..10 {
                     match store
-                        .put(
-                            payload.clone(),
-                            vec![target("$upstream", 10, 0)],
-                            Overflow::DropOldest,
-                            0,
-                        )
+                        .put(payload.clone(), vec![dropping("$upstream", 10, 0)], 0)
                         .await
                     {
                         Ok(_) => stored += 1,

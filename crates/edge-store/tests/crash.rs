@@ -90,16 +90,12 @@ async fn run_child(directory: PathBuf, round: u64) {
                         endpoint: endpoint(index),
                         priority: Priority::DEFAULT,
                         time_to_live: Duration::ZERO,
+                        overflow: Overflow::RefuseNew,
                     })
                     .collect();
                 let sequence = loop {
                     match store
-                        .put(
-                            payload.clone(),
-                            targets.clone(),
-                            Overflow::RefuseNew,
-                            store::now_ms(),
-                        )
+                        .put(payload.clone(), targets.clone(), store::now_ms())
                         .await
                     {
                         Ok(sequence) => break sequence,

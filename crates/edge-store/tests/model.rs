@@ -39,10 +39,9 @@ impl FaultInjector for Faults {
 #[derive(Debug, Clone)]
 enum Op {
     Put {
-        /// (endpoint index, priority index, time-to-live ms)
-        targets: Vec<(usize, usize, u64)>,
+        /// (endpoint index, priority index, time-to-live ms, drop oldest at the bound)
+        targets: Vec<(usize, usize, u64, bool)>,
         size: usize,
-        drop_oldest: bool,
     },
     NextBatch {
         endpoint: usize,
@@ -73,11 +72,10 @@ const FAULTS: [FileOperation; 4] = [
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (
-            proptest::collection::vec((0..3usize, 0..3usize, prop_oneof![Just(100u64), Just(1_000), Just(100_000)]), 1..4),
+            proptest::collection::vec((0..3usize, 0..3usize, prop_oneof![Just(100u64), Just(1_000), Just(100_000)], prop_oneof![3 => Just(true), 1 => Just(false)]), 1..4),
             1..200usize,
-            any::<bool>(),
         )
-            .prop_map(|(targets, size, drop_oldest)| Op::Put { targets, size, drop_oldest }),
+            .prop_map(|(targets, size)| Op::Put { targets, size }),
         4 => (0..3usize, 1..6usize).prop_map(|(endpoint, max_messages)| Op::NextBatch { endpoint, max_messages }),
         3 => (0..3usize).prop_map(|endpoint| Op::Ack { endpoint }),
         1 => (0..3usize).prop_map(|endpoint| Op::Rewind { endpoint }),
@@ -92,6 +90,8 @@ struct Entry {
     sequence: u64,
     expiry_ms: u64,
     payload: Bytes,
+    /// Put with `RefuseNew`: overflow must never delete it while unacknowledged and unexpired.
+    refuse_new: bool,
 }
 
 /// The model: per (endpoint, priority) the unacknowledged entries, and per endpoint the
@@ -130,6 +130,8 @@ impl Model {
     }
 
     /// Removes entries below `first_sequence` (their segments are gone); returns how many.
+    /// Retention may only delete expired entries (`must_be_expired`), overflow anything but
+    /// unexpired refuse-new entries.
     fn cut_below(&mut self, first_sequence: u64, must_be_expired: bool) -> u64 {
         let mut removed = 0;
         for queue in self.queues.values_mut() {
@@ -138,10 +140,10 @@ impl Model {
                 .is_some_and(|entry| entry.sequence < first_sequence)
             {
                 let entry = queue.pop_front().unwrap();
-                if must_be_expired {
+                if must_be_expired || entry.refuse_new {
                     assert!(
                         entry.expiry_ms <= self.now_ms,
-                        "retention deleted unacknowledged, unexpired {entry:?} at {}",
+                        "deleted unacknowledged, unexpired {entry:?} at {}",
                         self.now_ms
                     );
                 }
@@ -179,47 +181,44 @@ async fn run(ops: Vec<Op>) {
     let mut put_count = 0u64;
     for op in ops {
         let mut dropped_before = store.stats().dropped_overflow;
-        let mut dropping_put = false;
+        // Only a put at the byte bound may drop entries (and only drop-oldest ones).
+        let may_drop = matches!(op, Op::Put { .. });
         match op {
-            Op::Put {
-                targets,
-                size,
-                drop_oldest,
-            } => {
+            Op::Put { targets, size } => {
                 put_count += 1;
                 let mut payload = format!("put {put_count} ").into_bytes();
                 payload.resize(size.max(payload.len()), b'x');
                 let payload = Bytes::from(payload);
-                let mut by_endpoint: BTreeMap<usize, (u8, u64)> = BTreeMap::new();
+                let mut by_endpoint: BTreeMap<usize, (u8, u64, bool)> = BTreeMap::new();
                 let mut store_targets = Vec::new();
-                for (endpoint, priority, ttl) in targets {
+                for (endpoint, priority, ttl, drop_oldest) in targets {
                     let priority = PRIORITIES[priority];
                     store_targets.push(Target {
                         endpoint: endpoint_id(endpoint),
                         priority: Priority::new(priority).unwrap(),
                         time_to_live: Duration::from_millis(ttl),
+                        overflow: if drop_oldest {
+                            Overflow::DropOldest
+                        } else {
+                            Overflow::RefuseNew
+                        },
                     });
                     let expiry = model.now_ms + ttl;
                     by_endpoint
                         .entry(endpoint)
-                        .and_modify(|(p, e)| {
+                        .and_modify(|(p, e, refuse_new)| {
                             *p = (*p).min(priority);
                             *e = (*e).max(expiry);
+                            *refuse_new |= !drop_oldest;
                         })
-                        .or_insert((priority, expiry));
+                        .or_insert((priority, expiry, !drop_oldest));
                 }
-                let overflow = if drop_oldest {
-                    Overflow::DropOldest
-                } else {
-                    Overflow::RefuseNew
-                };
-                dropping_put = drop_oldest;
                 match store
-                    .put(payload.clone(), store_targets, overflow, model.now_ms)
+                    .put(payload.clone(), store_targets, model.now_ms)
                     .await
                 {
                     Ok(sequence) => {
-                        for (endpoint, (priority, expiry_ms)) in by_endpoint {
+                        for (endpoint, (priority, expiry_ms, refuse_new)) in by_endpoint {
                             model
                                 .queues
                                 .entry((endpoint, priority))
@@ -228,6 +227,7 @@ async fn run(ops: Vec<Op>) {
                                     sequence,
                                     expiry_ms,
                                     payload: payload.clone(),
+                                    refuse_new,
                                 });
                         }
                     }
@@ -357,9 +357,9 @@ async fn run(ops: Vec<Op>) {
         }
         let stats = store.stats();
         assert!(stats.bytes_on_disk <= stats.max_bytes, "{stats:?}");
-        let lost_in_model = model.cut_below(stats.first_sequence, !dropping_put);
+        let lost_in_model = model.cut_below(stats.first_sequence, !may_drop);
         let dropped = stats.dropped_overflow - dropped_before;
-        if !dropping_put {
+        if !may_drop {
             // Acknowledged or expired entries went away; nothing counts as dropped.
             assert_eq!(dropped, 0, "dropped count");
         } else if model.ghosts.is_empty() {
