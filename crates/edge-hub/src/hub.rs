@@ -150,7 +150,10 @@ impl EdgeHub {
             MessageStore::open(settings.data_dir.join("store"), settings.store.clone()).await?;
         let twins = TwinCache::open(settings.data_dir.join("twins"))?;
         let initial_routes = match load_config(&settings.data_dir) {
-            Some(deployment) => RouteTable::new(&deployment),
+            Some(deployment) => {
+                apply_store_limit(&store, &deployment);
+                RouteTable::new(&deployment)
+            }
             None => RouteTable::default(),
         };
         let (routes, _) = watch::channel(Arc::new(initial_routes));
@@ -446,6 +449,7 @@ impl EdgeHub {
         } else {
             match HubDeployment::from_desired_properties(&desired) {
                 Ok(deployment) => {
+                    apply_store_limit(&self.inner.store, &deployment);
                     let table = RouteTable::new(&deployment);
                     tracing::info!(routes = table.len(), version, "edge hub routes applied");
                     self.inner.routes.send_replace(Arc::new(table));
@@ -1031,6 +1035,15 @@ impl Backend for EdgeHub {
             let _ = waiter.send(true);
         }
     }
+}
+
+/// Applies `storeAndForwardConfiguration.storeLimits.maxSizeBytes` (in Azure only for the
+/// in-memory store; here for the durable one): it may lower the store's byte bound, never raise
+/// it above the runtime's `store_max_bytes`, which protects the device's disk.
+fn apply_store_limit(store: &MessageStore, deployment: &HubDeployment) {
+    let requested = deployment.store_and_forward.max_size_bytes;
+    let bound = store.set_max_bytes(requested.unwrap_or(u64::MAX));
+    tracing::info!(?requested, bound, "edge hub store bound");
 }
 
 fn load_config(data_dir: &std::path::Path) -> Option<HubDeployment> {

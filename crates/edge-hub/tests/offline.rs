@@ -34,6 +34,16 @@ struct Setup {
 }
 
 async fn start(store_max_bytes: u64, routes: serde_json::Value) -> Setup {
+    start_with_config(
+        store_max_bytes,
+        json!({"schemaVersion": "1.1", "routes": routes,
+               "storeAndForwardConfiguration": {"timeToLiveSecs": 3600}}),
+    )
+    .await
+}
+
+/// Starts with `config` as the last `$edgeHub` desired properties a previous online run left.
+async fn start_with_config(store_max_bytes: u64, config: serde_json::Value) -> Setup {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -41,9 +51,6 @@ async fn start(store_max_bytes: u64, routes: serde_json::Value) -> Setup {
     let directory = tempfile::tempdir().unwrap();
     let data_dir = directory.path().join("edgehub");
     std::fs::create_dir_all(&data_dir).unwrap();
-    // The last $edgeHub configuration, as a previous online run left it.
-    let config = json!({"schemaVersion": "1.1", "routes": routes,
-                        "storeAndForwardConfiguration": {"timeToLiveSecs": 3600}});
     std::fs::write(data_dir.join("config.json"), config.to_string()).unwrap();
     let scope = ScopeCache::open(directory.path().join("scope.cache"), &key(9)).unwrap();
     for (name, seed) in [("src", 1), ("sink", 2), ("src2", 4)] {
@@ -275,6 +282,29 @@ async fn a_full_store_drops_only_what_drop_oldest_routes_allow() {
     let store = setup.hub.store().stats();
     assert!(store.bytes_on_disk <= store.max_bytes, "{store:?}");
     assert!(setup.hub.stats().refused_store_full > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deployment_store_limit_lowers_the_bound_but_never_raises_it() {
+    let routes = json!({"up": "FROM /messages/modules/src/* INTO $upstream"});
+    let limited = |max_size_bytes: u64| {
+        json!({"schemaVersion": "1.1", "routes": routes,
+               "storeAndForwardConfiguration": {"timeToLiveSecs": 3600,
+                                                "storeLimits": {"maxSizeBytes": max_size_bytes}}})
+    };
+    let generous = start_with_config(256 * 1024, limited(1 << 40)).await;
+    assert_eq!(generous.hub.store().stats().max_bytes, 256 * 1024);
+
+    let setup = start_with_config(16 * 1024 * 1024, limited(64 * 1024)).await;
+    assert_eq!(setup.hub.store().stats().max_bytes, 64 * 1024);
+    let (src, _) = connect(&setup, "src", 1).await;
+    let accepted = send_until_held_back(&src, 100).await;
+    assert!(
+        (10..40).contains(&accepted),
+        "{accepted} messages of 2 KiB accepted"
+    );
+    let store = setup.hub.store().stats();
+    assert!(store.bytes_on_disk <= 64 * 1024, "{store:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

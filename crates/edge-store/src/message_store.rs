@@ -46,6 +46,8 @@ pub(crate) struct Inner {
     pub(crate) log: LogHandle,
     cursor_store: CheckpointStore,
     options: StoreOptions,
+    /// The byte bound in force: `options.max_bytes` unless lowered by [`MessageStore::set_max_bytes`].
+    max_bytes: AtomicU64,
     state: Mutex<State>,
     /// Serialises the passes that delete segments (overflow drops and reclaim).
     retention: tokio::sync::Mutex<()>,
@@ -338,6 +340,7 @@ impl MessageStore {
             inner: Arc::new(Inner {
                 log,
                 cursor_store,
+                max_bytes: AtomicU64::new(options.max_bytes),
                 options,
                 state: Mutex::new(state),
                 retention: tokio::sync::Mutex::new(()),
@@ -458,12 +461,27 @@ impl MessageStore {
         self.inner.reclaim(Some(now_ms)).await
     }
 
+    /// Sets the byte bound for the puts from now on, at most the bound the store was opened with
+    /// and at least twice the segment size; returns the bound in force. Lowering it deletes
+    /// nothing at once: puts at the new bound make room or are refused as usual.
+    pub fn set_max_bytes(&self, max_bytes: u64) -> u64 {
+        let bound = max_bytes
+            .min(self.inner.options.max_bytes)
+            .max(2 * self.inner.options.segment_bytes);
+        let previous = self.inner.max_bytes.swap(bound, Ordering::AcqRel);
+        if bound > previous {
+            // Writers held back at the lower bound may have room now.
+            self.inner.freed.send_modify(|generation| *generation += 1);
+        }
+        bound
+    }
+
     /// The store's counters.
     pub fn stats(&self) -> StoreStats {
         let log = self.inner.log.stats();
         StoreStats {
             bytes_on_disk: log.total_bytes,
-            max_bytes: self.inner.options.max_bytes,
+            max_bytes: self.inner.max_bytes.load(Ordering::Relaxed),
             messages_written: self.inner.messages_written.load(Ordering::Relaxed),
             dropped_overflow: self.inner.dropped_overflow.load(Ordering::Relaxed),
             expired_skipped: self.inner.expired_skipped.load(Ordering::Relaxed),
@@ -566,7 +584,7 @@ impl Inner {
             let used_bytes = {
                 let mut state = self.lock();
                 let used_bytes = self.log.stats().total_bytes + state.reserved_bytes;
-                if used_bytes + needed_bytes <= self.options.max_bytes {
+                if used_bytes + needed_bytes <= self.max_bytes.load(Ordering::Acquire) {
                     state.reserved_bytes += needed_bytes;
                     return Ok(());
                 }
@@ -574,7 +592,7 @@ impl Inner {
             };
             let full = EdgeStoreError::Full {
                 used_bytes,
-                max_bytes: self.options.max_bytes,
+                max_bytes: self.max_bytes.load(Ordering::Acquire),
                 requested_bytes: needed_bytes,
             };
             if !self.drop_oldest_segment(now_ms).await? {

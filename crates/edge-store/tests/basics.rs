@@ -291,6 +291,48 @@ async fn drop_oldest_never_deletes_what_a_refuse_new_target_still_needs() {
 }
 
 #[tokio::test]
+async fn the_byte_bound_can_be_lowered_and_raised_back_while_open() {
+    let directory = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        max_bytes: 8192,
+        ..small_options()
+    };
+    let store = MessageStore::open(directory.path(), options).await.unwrap();
+    assert_eq!(store.set_max_bytes(100), 2048, "at least two segments");
+    assert_eq!(
+        store.set_max_bytes(1 << 40),
+        8192,
+        "at most the bound it opened with"
+    );
+    assert_eq!(store.set_max_bytes(4096), 4096);
+    let payload = Bytes::from(vec![b'x'; 200]);
+    let mut accepted = 0;
+    while store
+        .put(payload.clone(), vec![target("a", 10, 0)], 0)
+        .await
+        .is_ok()
+    {
+        accepted += 1;
+        assert!(accepted < 100, "the lowered bound is not enforced");
+    }
+    let stats = store.stats();
+    assert_eq!(stats.max_bytes, 4096);
+    assert!(stats.bytes_on_disk <= 4096, "{stats:?}");
+    // Raising the bound wakes the writers held back.
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move { store.space_freed().await })
+    };
+    store.set_max_bytes(8192);
+    waiter.await.unwrap();
+    store
+        .put(payload, vec![target("a", 10, 0)], 0)
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn reclaim_deletes_expired_and_acknowledged_segments_only() {
     let directory = tempfile::tempdir().unwrap();
     let store = MessageStore::open(directory.path(), small_options())
