@@ -49,6 +49,8 @@ pub struct EdgeHubSettings {
     pub gateway_host: String,
     /// Where the store, twin cache and last configuration live.
     pub data_dir: PathBuf,
+    /// The key the twin cache is sealed under (the edge device's key, as for the scope cache).
+    pub cache_key: iothub_auth::SymmetricKey,
     /// Store bounds.
     pub store: StoreOptions,
     /// What happens to new messages when the store is full, for routes that set no `overflow`.
@@ -148,7 +150,7 @@ impl EdgeHub {
         std::fs::create_dir_all(&settings.data_dir)?;
         let store =
             MessageStore::open(settings.data_dir.join("store"), settings.store.clone()).await?;
-        let twins = TwinCache::open(settings.data_dir.join("twins"))?;
+        let twins = TwinCache::open(settings.data_dir.join("twins"), &settings.cache_key)?;
         let initial_routes = match load_config(&settings.data_dir) {
             Some(deployment) => {
                 apply_store_limit(&store, &deployment);

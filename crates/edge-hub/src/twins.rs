@@ -1,13 +1,17 @@
 //! The twin cache: the last twin seen from the cloud per identity, the reported patches accepted
-//! locally but not yet synced upstream (in order), one small JSON file per identity, replaced
-//! atomically. Twin GET is served from here while the hub is unreachable; reported patches are
-//! acknowledged once they are here.
+//! locally but not yet synced upstream (in order), one small file per identity (JSON sealed with
+//! AES-256-GCM under a key derived from the edge device's key, mode 0600), replaced atomically.
+//! Twin GET is served from here while the hub is unreachable; reported patches are acknowledged
+//! once they are here.
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use edge_scope::SealingKey;
+use iothub_auth::SymmetricKey;
 use iothub_types::Identity;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -18,6 +22,11 @@ pub use twin::json_merge_patch as merge;
 
 /// The largest reported section accepted (IoT Hub's limit).
 pub const MAX_REPORTED_BYTES: usize = 32 * 1024;
+/// The HMAC message that derives the twin cache key from the edge device's key.
+pub const TWIN_CACHE_KEY_CONTEXT: &[u8] = b"outpost edge twin cache v1";
+/// The first bytes of a sealed twin file. Files without it are the plain JSON of earlier
+/// versions: read once, sealed on their next write.
+const TWIN_FILE_MAGIC: &[u8; 8] = b"OPTWIN01";
 
 /// Why a twin operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +83,7 @@ pub struct TwinCache {
 #[derive(Debug)]
 struct Shared {
     directory: PathBuf,
+    key: SealingKey,
     twins: Mutex<HashMap<Identity, CachedTwin>>,
     /// Held across every read-modify-write, so concurrent updates of one twin (a reported patch
     /// while a cloud twin is stored) neither lose each other's changes nor race on the file.
@@ -81,13 +91,20 @@ struct Shared {
 }
 
 impl TwinCache {
-    /// Opens the cache in `directory`, creating it if needed.
-    pub fn open(directory: impl Into<PathBuf>) -> std::io::Result<TwinCache> {
+    /// Opens the cache in `directory`, creating it if needed; files are sealed under a key
+    /// derived from `device_key`.
+    pub fn open(
+        directory: impl Into<PathBuf>,
+        device_key: &SymmetricKey,
+    ) -> std::io::Result<TwinCache> {
         let directory = directory.into();
         std::fs::create_dir_all(&directory)?;
+        let key = SealingKey::derive(device_key, TWIN_CACHE_KEY_CONTEXT)
+            .map_err(|error| std::io::Error::other(error.to_string()))?;
         Ok(TwinCache {
             shared: Arc::new(Shared {
                 directory,
+                key,
                 twins: Mutex::new(HashMap::new()),
                 writes: Mutex::new(()),
             }),
@@ -244,7 +261,19 @@ impl TwinCache {
 
     fn load(&self, identity: &Identity) -> Option<CachedTwin> {
         let bytes = std::fs::read(self.path(identity)).ok()?;
-        match serde_json::from_slice(&bytes) {
+        let plain = if bytes.starts_with(TWIN_FILE_MAGIC) {
+            let Some(plain) = self.shared.key.open(TWIN_FILE_MAGIC, &bytes) else {
+                tracing::warn!(
+                    %identity,
+                    "cached twin does not decrypt with this device's key (another key or damage); ignored"
+                );
+                return None;
+            };
+            plain
+        } else {
+            bytes
+        };
+        match serde_json::from_slice(&plain) {
             Ok(twin) => Some(twin),
             Err(error) => {
                 tracing::warn!(%identity, %error, "unreadable cached twin ignored");
@@ -256,9 +285,22 @@ impl TwinCache {
     fn save(&self, identity: &Identity, twin: CachedTwin) -> Result<(), TwinCacheError> {
         let path = self.path(identity);
         let temporary = path.with_extension("json.tmp");
+        let plain = serde_json::to_vec(&twin).expect("a twin serialises");
+        let sealed = self
+            .shared
+            .key
+            .seal(TWIN_FILE_MAGIC, plain)
+            .map_err(|error| std::io::Error::other(error.to_string()))?;
         {
-            let mut file = std::fs::File::create(&temporary)?;
-            file.write_all(&serde_json::to_vec(&twin).expect("a twin serialises"))?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&temporary)?;
+            // A temporary file left by an earlier crash keeps its old mode; make sure of it.
+            std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600))?;
+            file.write_all(&sealed)?;
             file.sync_data()?;
         }
         std::fs::rename(&temporary, &path)?;
@@ -317,6 +359,10 @@ mod tests {
     use super::*;
     use iothub_types::{DeviceId, ModuleId};
 
+    fn device_key(seed: u8) -> SymmetricKey {
+        SymmetricKey::from_bytes(vec![seed; 32]).unwrap()
+    }
+
     fn module() -> Identity {
         Identity::module(
             DeviceId::new("edge").unwrap(),
@@ -325,9 +371,42 @@ mod tests {
     }
 
     #[test]
+    fn twin_files_are_sealed_private_and_read_only_with_the_device_key() {
+        let directory = tempfile::tempdir().unwrap();
+        let identity = module();
+        // A plain JSON file as an earlier version wrote it is still read, and sealed on write.
+        let legacy = CachedTwin {
+            desired: json!({"$version": 3, "password": "hunter2"})
+                .as_object()
+                .unwrap()
+                .clone(),
+            ..CachedTwin::empty()
+        };
+        let cache = TwinCache::open(directory.path(), &device_key(1)).unwrap();
+        std::fs::write(cache.path(&identity), serde_json::to_vec(&legacy).unwrap()).unwrap();
+        assert_eq!(cache.get(&identity).unwrap().desired_version(), 3);
+        cache.apply_reported(&identity, br#"{"a":1}"#).unwrap();
+        let bytes = std::fs::read(cache.path(&identity)).unwrap();
+        assert!(bytes.starts_with(TWIN_FILE_MAGIC));
+        assert!(!bytes.windows(7).any(|window| window == b"hunter2"));
+        let mode = std::fs::metadata(cache.path(&identity))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let reopened = TwinCache::open(directory.path(), &device_key(1)).unwrap();
+        let twin = reopened.get(&identity).unwrap();
+        assert_eq!(twin.desired["password"], "hunter2");
+        assert_eq!(twin.pending, [json!({"a": 1})]);
+        let other_device = TwinCache::open(directory.path(), &device_key(2)).unwrap();
+        assert_eq!(other_device.get(&identity), None);
+    }
+
+    #[test]
     fn reported_patches_are_kept_in_order_across_reopen_and_reapplied_over_cloud_twins() {
         let directory = tempfile::tempdir().unwrap();
-        let cache = TwinCache::open(directory.path()).unwrap();
+        let cache = TwinCache::open(directory.path(), &device_key(1)).unwrap();
         let identity = module();
         assert_eq!(cache.apply_reported(&identity, br#"{"a":1}"#).unwrap(), 2);
         assert_eq!(
@@ -338,7 +417,7 @@ mod tests {
         );
         assert!(cache.apply_reported(&identity, b"[1]").is_err());
 
-        let reopened = TwinCache::open(directory.path()).unwrap();
+        let reopened = TwinCache::open(directory.path(), &device_key(1)).unwrap();
         assert_eq!(reopened.identities_with_pending(), vec![identity.clone()]);
         assert_eq!(reopened.first_pending(&identity), Some(json!({"a":1})));
         let previous = reopened

@@ -74,6 +74,7 @@ async fn start_with_config(store_max_bytes: u64, config: serde_json::Value) -> S
         hub_host: HUB.to_owned(),
         gateway_host: HUB.to_owned(),
         data_dir,
+        cache_key: key(9),
         store: StoreOptions {
             max_bytes: store_max_bytes,
             segment_bytes: 16 * 1024,

@@ -101,6 +101,7 @@ impl EdgeHubHost {
             hub_host: settings.hub_hostname.to_string(),
             gateway_host: settings.gateway_hostname.to_string(),
             data_dir: data_dir.clone(),
+            cache_key: settings.device_key.clone(),
             store: StoreOptions {
                 max_bytes: store_bound(listen, &data_dir),
                 ..StoreOptions::default()

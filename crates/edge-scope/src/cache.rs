@@ -15,12 +15,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use iothub_auth::SymmetricKey;
 use iothub_types::{DeviceId, Identity, ModuleId};
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ScopeError;
 use crate::identity::{ScopeAuth, ScopeIdentity};
+use crate::sealed::SealingKey;
 
 /// The HMAC message that derives the cache key from the edge device's key.
 pub const CACHE_KEY_CONTEXT: &[u8] = b"outpost edge scope cache v1";
@@ -48,8 +47,7 @@ pub struct ScopeCache {
 
 struct Inner {
     path: PathBuf,
-    key: LessSafeKey,
-    random: SystemRandom,
+    key: SealingKey,
     state: Mutex<State>,
 }
 
@@ -78,15 +76,12 @@ impl ScopeCache {
                 source,
             })?;
         }
-        let derived = ring::hmac::sign(
-            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, device_key.as_bytes()),
-            CACHE_KEY_CONTEXT,
-        );
-        let key = LessSafeKey::new(
-            UnboundKey::new(&AES_256_GCM, derived.as_ref()).map_err(|_| ScopeError::Encrypt)?,
-        );
+        let key = SealingKey::derive(device_key, CACHE_KEY_CONTEXT)?;
         let state = match fs::read(&path) {
-            Ok(bytes) => match decrypt(&key, &bytes).and_then(|plain| decode_state(&plain)) {
+            Ok(bytes) => match key
+                .open(FILE_MAGIC, &bytes)
+                .and_then(|plain| decode_state(&plain))
+            {
                 Some(state) => state,
                 None => {
                     tracing::warn!(
@@ -104,7 +99,6 @@ impl ScopeCache {
             inner: Arc::new(Inner {
                 path,
                 key,
-                random: SystemRandom::new(),
                 state: Mutex::new(state),
             }),
         })
@@ -188,24 +182,7 @@ impl ScopeCache {
 
     fn persist(&self, state: &State) -> Result<(), ScopeError> {
         let plain = serde_json::to_vec(&encode_state(state)).map_err(|_| ScopeError::Encrypt)?;
-        let mut nonce = [0u8; NONCE_LEN];
-        self.inner
-            .random
-            .fill(&mut nonce)
-            .map_err(|_| ScopeError::Encrypt)?;
-        let mut sealed = plain;
-        self.inner
-            .key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(FILE_MAGIC),
-                &mut sealed,
-            )
-            .map_err(|_| ScopeError::Encrypt)?;
-        let mut bytes = Vec::with_capacity(FILE_MAGIC.len() + NONCE_LEN + sealed.len());
-        bytes.extend_from_slice(FILE_MAGIC);
-        bytes.extend_from_slice(&nonce);
-        bytes.extend_from_slice(&sealed);
+        let bytes = self.inner.key.seal(FILE_MAGIC, plain)?;
         write_atomically(&self.inner.path, &bytes)
     }
 }
@@ -226,20 +203,6 @@ fn now_ms() -> u64 {
         .map_or(0, |elapsed| {
             u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
         })
-}
-
-fn decrypt(key: &LessSafeKey, bytes: &[u8]) -> Option<Vec<u8>> {
-    let rest = bytes.strip_prefix(FILE_MAGIC.as_slice())?;
-    if rest.len() < NONCE_LEN {
-        return None;
-    }
-    let (nonce, sealed) = rest.split_at(NONCE_LEN);
-    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-    let mut buffer = sealed.to_vec();
-    let plain = key
-        .open_in_place(nonce, Aad::from(FILE_MAGIC), &mut buffer)
-        .ok()?;
-    Some(plain.to_vec())
 }
 
 /// Writes `bytes` to a fresh 0600 temporary file next to `path`, syncs it, renames it over

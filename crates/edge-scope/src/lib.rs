@@ -23,10 +23,12 @@ mod client;
 mod error;
 pub mod https;
 mod identity;
+mod sealed;
 mod wire;
 
 pub use cache::{CACHE_KEY_CONTEXT, ScopeCache, ScopeDiff};
 pub use client::{SCOPE_API_VERSION, SCOPE_PAGE_SIZE, ScopeClient};
 pub use error::ScopeError;
 pub use identity::{ScopeAuth, ScopeIdentity, ScopeRefusal};
+pub use sealed::SealingKey;
 pub use wire::{ScopePage, parse_scope_page};
