@@ -5,12 +5,10 @@
 //! once they are here.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use edge_scope::SealingKey;
+use edge_scope::{SealingKey, write_private_file};
 use iothub_auth::SymmetricKey;
 use iothub_types::Identity;
 use serde::{Deserialize, Serialize};
@@ -283,27 +281,13 @@ impl TwinCache {
     }
 
     fn save(&self, identity: &Identity, twin: CachedTwin) -> Result<(), TwinCacheError> {
-        let path = self.path(identity);
-        let temporary = path.with_extension("json.tmp");
         let plain = serde_json::to_vec(&twin).expect("a twin serialises");
         let sealed = self
             .shared
             .key
             .seal(TWIN_FILE_MAGIC, plain)
             .map_err(|error| std::io::Error::other(error.to_string()))?;
-        {
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&temporary)?;
-            // A temporary file left by an earlier crash keeps its old mode; make sure of it.
-            std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600))?;
-            file.write_all(&sealed)?;
-            file.sync_data()?;
-        }
-        std::fs::rename(&temporary, &path)?;
+        write_private_file(&self.path(identity), &sealed)?;
         lock(&self.shared.twins).insert(identity.clone(), twin);
         Ok(())
     }
@@ -372,6 +356,7 @@ mod tests {
 
     #[test]
     fn twin_files_are_sealed_private_and_read_only_with_the_device_key() {
+        use std::os::unix::fs::PermissionsExt;
         let directory = tempfile::tempdir().unwrap();
         let identity = module();
         // A plain JSON file as an earlier version wrote it is still read, and sealed on write.

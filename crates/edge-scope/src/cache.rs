@@ -6,9 +6,7 @@
 //! [`CACHE_KEY_CONTEXT`] under the edge device's key, so only that device's runtime reads it.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ScopeError;
 use crate::identity::{ScopeAuth, ScopeIdentity};
-use crate::sealed::SealingKey;
+use crate::sealed::{SealingKey, write_private_file};
 
 /// The HMAC message that derives the cache key from the edge device's key.
 pub const CACHE_KEY_CONTEXT: &[u8] = b"outpost edge scope cache v1";
@@ -183,7 +181,10 @@ impl ScopeCache {
     fn persist(&self, state: &State) -> Result<(), ScopeError> {
         let plain = serde_json::to_vec(&encode_state(state)).map_err(|_| ScopeError::Encrypt)?;
         let bytes = self.inner.key.seal(FILE_MAGIC, plain)?;
-        write_atomically(&self.inner.path, &bytes)
+        write_private_file(&self.inner.path, &bytes).map_err(|source| ScopeError::Io {
+            path: self.inner.path.clone(),
+            source,
+        })
     }
 }
 
@@ -203,39 +204,6 @@ fn now_ms() -> u64 {
         .map_or(0, |elapsed| {
             u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
         })
-}
-
-/// Writes `bytes` to a fresh 0600 temporary file next to `path`, syncs it, renames it over
-/// `path` and syncs the directory, so a crash leaves either the old or the new file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ScopeError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| ScopeError::Io { path, source }
-    };
-    let file_name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "scope".to_owned());
-    let temporary = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
-    // A leftover from a crash may have another mode; start from nothing.
-    let _ = fs::remove_file(&temporary);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temporary)
-        .map_err(io(&temporary))?;
-    file.write_all(bytes).map_err(io(&temporary))?;
-    file.sync_all().map_err(io(&temporary))?;
-    drop(file);
-    fs::rename(&temporary, path).map_err(io(path))?;
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    File::open(directory)
-        .and_then(|directory| directory.sync_all())
-        .map_err(io(directory))
 }
 
 /// The plaintext of the cache file.

@@ -30,5 +30,5 @@ pub use cache::{CACHE_KEY_CONTEXT, ScopeCache, ScopeDiff};
 pub use client::{SCOPE_API_VERSION, SCOPE_PAGE_SIZE, ScopeClient};
 pub use error::ScopeError;
 pub use identity::{ScopeAuth, ScopeIdentity, ScopeRefusal};
-pub use sealed::SealingKey;
+pub use sealed::{SealingKey, write_private_file};
 pub use wire::{ScopePage, parse_scope_page};

@@ -4,6 +4,11 @@
 //! Layout: an 8-byte magic naming the kind of file (also the associated data), a random 96-bit
 //! nonce, then the sealed bytes with their tag.
 
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
 use iothub_auth::SymmetricKey;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -69,6 +74,33 @@ impl SealingKey {
             .ok()?;
         Some(plain.to_vec())
     }
+}
+
+/// Writes `bytes` to a fresh 0600 temporary file next to `path`, syncs it, renames it over
+/// `path` and syncs the directory, so a crash leaves either the old or the new file. Writers of
+/// one path must not run concurrently (the temporary name is per process).
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let file_name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".to_owned());
+    let temporary = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
+    // A leftover from a crash may have another mode; start from nothing.
+    let _ = fs::remove_file(&temporary);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&temporary, path)?;
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    File::open(directory).and_then(|directory| directory.sync_all())
 }
 
 impl std::fmt::Debug for SealingKey {
