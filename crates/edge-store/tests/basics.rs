@@ -52,6 +52,22 @@ async fn put(store: &MessageStore, payload: &str, targets: Vec<Target>, now_ms: 
         .unwrap()
 }
 
+/// Puts `payload` for `targets` until the store refuses one; returns how many it accepted and
+/// the refusal. Fails the test if 100 puts all succeed.
+async fn fill_until_refused(
+    store: &MessageStore,
+    payload: &Bytes,
+    targets: &[Target],
+    now_ms: u64,
+) -> (u64, EdgeStoreError) {
+    for accepted in 0..100 {
+        if let Err(error) = store.put(payload.clone(), targets.to_vec(), now_ms).await {
+            return (accepted, error);
+        }
+    }
+    panic!("the store accepted 100 puts of {} bytes", payload.len());
+}
+
 #[tokio::test]
 async fn fan_out_priorities_and_acks_survive_reopen() {
     let directory = tempfile::tempdir().unwrap();
@@ -126,16 +142,8 @@ async fn refuse_new_is_back_pressure_until_acks_free_space() {
         .await
         .unwrap();
     let payload = Bytes::from(vec![b'x'; 200]);
-    let mut accepted = 0;
-    let refused = loop {
-        match store
-            .put(payload.clone(), vec![target("$upstream", 10, 0)], 0)
-            .await
-        {
-            Ok(_) => accepted += 1,
-            Err(error) => break error,
-        }
-    };
+    let (accepted, refused) =
+        fill_until_refused(&store, &payload, &[target("$upstream", 10, 0)], 0).await;
     assert!(matches!(refused, EdgeStoreError::Full { .. }), "{refused}");
     assert!(store.stats().bytes_on_disk <= 4096);
     assert!(accepted >= 10, "{accepted}");
@@ -195,21 +203,10 @@ async fn drop_oldest_never_deletes_what_a_refuse_new_target_still_needs() {
     for _ in 0..4 {
         put(&store, "kept", vec![target("kept", 10, 0)], 0).await;
     }
-    let mut dropping_accepted = 0;
-    let mut refused = None;
-    for _ in 0..100 {
-        match store
-            .put(payload.clone(), vec![dropping("lossy", 10, 0)], 0)
-            .await
-        {
-            Ok(_) => dropping_accepted += 1,
-            Err(error) => {
-                refused = Some(error);
-                break;
-            }
-        }
-    }
-    let refused = refused.expect("the refuse-new messages must hold the oldest segment");
+    // The refuse-new messages hold the oldest segment, so drop-oldest puts are refused at the
+    // bound instead of deleting them.
+    let (dropping_accepted, refused) =
+        fill_until_refused(&store, &payload, &[dropping("lossy", 10, 0)], 0).await;
     assert!(refused.is_full(), "{refused}");
     assert!(dropping_accepted >= 5, "{dropping_accepted}");
     assert_eq!(store.stats().dropped_overflow, 0, "nothing was deleted");
@@ -258,21 +255,9 @@ async fn drop_oldest_never_deletes_what_a_refuse_new_target_still_needs() {
         .await
         .unwrap();
     put(&store, "kept", vec![target("kept", 10, 1_000)], 0).await;
-    let mut filled = false;
-    for _ in 0..100 {
-        if store
-            .put(payload.clone(), vec![dropping("lossy", 10, 0)], 500)
-            .await
-            .is_err()
-        {
-            filled = true;
-            break;
-        }
-    }
-    assert!(
-        filled,
-        "the unexpired refuse-new message must hold the oldest segment"
-    );
+    // The unexpired refuse-new message holds the oldest segment.
+    let (_, refused) = fill_until_refused(&store, &payload, &[dropping("lossy", 10, 0)], 500).await;
+    assert!(refused.is_full(), "{refused}");
     store.close().await.unwrap();
     let store = MessageStore::open(directory.path(), small_options())
         .await
@@ -306,15 +291,9 @@ async fn the_byte_bound_can_be_lowered_and_raised_back_while_open() {
     );
     assert_eq!(store.set_max_bytes(4096), 4096);
     let payload = Bytes::from(vec![b'x'; 200]);
-    let mut accepted = 0;
-    while store
-        .put(payload.clone(), vec![target("a", 10, 0)], 0)
-        .await
-        .is_ok()
-    {
-        accepted += 1;
-        assert!(accepted < 100, "the lowered bound is not enforced");
-    }
+    // The lowered bound is enforced.
+    let (_, refused) = fill_until_refused(&store, &payload, &[target("a", 10, 0)], 0).await;
+    assert!(refused.is_full(), "{refused}");
     let stats = store.stats();
     assert_eq!(stats.max_bytes, 4096);
     assert!(stats.bytes_on_disk <= 4096, "{stats:?}");
