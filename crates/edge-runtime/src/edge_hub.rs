@@ -33,11 +33,28 @@ pub enum EdgeHubStartError {
     Scope(String),
     #[error("edge hub: {0}")]
     Hub(#[from] edge_hub::EdgeHubError),
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}: {source}{}", listen_hint(.source))]
     Listen {
         address: std::net::SocketAddr,
         source: std::io::Error,
     },
+}
+
+/// What to do about a listen error that users meet on their first try.
+fn listen_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            " (another server holds that port; with the hub on the same machine, give each its own \
+             address: `outpost hub serve --mqtt-addr 127.0.0.1:8883 --https-addr 127.0.0.1:443` and \
+             `outpost edge init --gateway-hostname 127.0.0.2 ...`, or set `mqtt_addr` and `https_addr` \
+             under `[edge_hub]` in the edge configuration)"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            " (ports below 1024 need root or CAP_NET_BIND_SERVICE; or set `mqtt_addr` and \
+             `https_addr` under `[edge_hub]` in the edge configuration)"
+        }
+        _ => "",
+    }
 }
 
 /// The running edge hub and its listener tasks (stopped when dropped).
@@ -237,5 +254,49 @@ fn server_certificate_request(
         dns_names,
         ip_addresses,
         validity: CertificateValidity::days_from_now(SERVER_CERTIFICATE_DAYS),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listen_error(address: std::net::SocketAddr, source: std::io::Error) -> String {
+        EdgeHubStartError::Listen { address, source }.to_string()
+    }
+
+    #[test]
+    fn a_taken_port_names_the_way_out() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let address = taken.local_addr().expect("bound address");
+        let source = std::net::TcpListener::bind(address).expect_err("the port is taken");
+        let message = listen_error(address, source);
+        assert!(
+            message.starts_with(&format!("cannot listen on {address}: ")),
+            "{message}"
+        );
+        assert!(
+            message.contains("another server holds that port"),
+            "{message}"
+        );
+        assert!(
+            message.contains("--gateway-hostname 127.0.0.2"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn other_listen_errors_carry_no_hint() {
+        let address = "127.0.0.1:8883".parse().expect("an address");
+        let message = listen_error(
+            address,
+            std::io::Error::from(std::io::ErrorKind::AddrNotAvailable),
+        );
+        assert!(!message.contains('('), "{message}");
+        let denied = listen_error(
+            address,
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        );
+        assert!(denied.contains("CAP_NET_BIND_SERVICE"), "{denied}");
     }
 }
