@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use edge_agent::{
     AgentReport, AgentVersion, BackoffSettings, DEFAULT_STOP_GRACE_PERIOD, ModuleReport,
@@ -40,7 +40,8 @@ use crate::identities::{IdentityCache, plan_identity_sync};
 use crate::management::{self, ManagementCommand};
 use crate::registry_client::{DeviceRegistryClient, RegistryError};
 use crate::workload::{
-    LaunchIdentities, ModuleProcessCheck, WorkloadSockets, load_or_create_edge_ca, workload_api,
+    LaunchIdentities, ModuleProcessCheck, WorkloadSockets, edge_ca_renewal_time,
+    load_or_create_edge_ca, workload_api, workload_certificates,
 };
 
 /// A round runs at least this often even when nothing happens.
@@ -51,6 +52,9 @@ const RETRY_DELAY: Duration = Duration::from_secs(5);
 const MINIMUM_TIMER_DELAY: Duration = Duration::from_millis(500);
 /// How long one hub call of the loop may take.
 const HUB_CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How soon a failed edge CA renewal is tried again.
+const EDGE_CA_RETRY_DELAY: Duration = Duration::from_secs(60);
 
 /// How the agent behaves; [`AgentOptions::default`] has Azure's numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +168,10 @@ struct Agent {
     started_at: edge_agent::Timestamp,
     /// The hub's CA certificates (the edge hub's upstream trusts them).
     hub_roots: Vec<tls::CertificateDer<'static>>,
+    /// The hub's CA certificates as PEM text (part of the workload trust bundle).
+    hub_ca_pem: String,
+    /// When the edge CA is renewed in place (or a failed renewal tried again).
+    edge_ca_renew_at: SystemTime,
     /// The edge hub once started, or why it could not start.
     edge_hub: Option<EdgeHubHost>,
     edge_hub_failure: Option<String>,
@@ -195,6 +203,8 @@ impl Agent {
         let cache =
             IdentityCache::load(identities_file.clone()).map_err(io_error(&identities_file))?;
         let authority = load_or_create_edge_ca(&agent_dir, settings.device_id.as_str())
+            .map_err(|error| AgentError::EdgeCa(error.to_string()))?;
+        let edge_ca_renew_at = edge_ca_renewal_time(&authority)
             .map_err(|error| AgentError::EdgeCa(error.to_string()))?;
         let check = ModuleProcessCheck::default();
         let api = workload_api(cache.clone(), authority, &hub_ca_pem, check.clone())
@@ -328,6 +338,8 @@ impl Agent {
             reconcile_due: true,
             started_at: chrono::Utc::now(),
             hub_roots,
+            hub_ca_pem,
+            edge_ca_renew_at,
             edge_hub: None,
             edge_hub_failure: None,
         };
@@ -342,6 +354,7 @@ impl Agent {
             }
             self.sync_identities().await;
             self.start_edge_hub().await;
+            self.renew_edge_ca_if_due();
             if self.reconcile_due {
                 self.reconcile_due = false;
                 self.reconcile().await;
@@ -410,7 +423,45 @@ impl Agent {
         if let Some(at) = self.identity_retry_at {
             delay = delay.min(at.saturating_duration_since(Instant::now()));
         }
-        delay.max(MINIMUM_TIMER_DELAY)
+        let until_renewal = self
+            .edge_ca_renew_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        delay.min(until_renewal).max(MINIMUM_TIMER_DELAY)
+    }
+
+    /// Renews the edge CA in place once it is due (same name and key, a new validity), without a
+    /// restart: the workload API hands out the new trust bundle and issues from it, and the edge
+    /// hub serves a server certificate from it to new handshakes at once.
+    fn renew_edge_ca_if_due(&mut self) {
+        if SystemTime::now() < self.edge_ca_renew_at {
+            return;
+        }
+        let agent_dir = self.settings.agent_dir();
+        let device = self.settings.device_id.as_str();
+        let renewed = load_or_create_edge_ca(&agent_dir, device).and_then(|authority| {
+            let renew_at = edge_ca_renewal_time(&authority)?;
+            let certificates = workload_certificates(authority, &self.hub_ca_pem)?;
+            Ok((renew_at, certificates))
+        });
+        let (renew_at, certificates) = match renewed {
+            Ok(renewed) => renewed,
+            Err(error) => {
+                tracing::warn!(message = "Cannot renew the edge CA; trying again soon.", %error);
+                self.edge_ca_renew_at = SystemTime::now() + EDGE_CA_RETRY_DELAY;
+                return;
+            }
+        };
+        self.sockets.api().replace_certificates(certificates);
+        if let Some(host) = &self.edge_hub {
+            match load_or_create_edge_ca(&agent_dir, device) {
+                Ok(authority) => host.replace_authority(authority),
+                Err(error) => {
+                    tracing::warn!(message = "The edge hub keeps its certificate for now.", %error);
+                }
+            }
+        }
+        self.edge_ca_renew_at = renew_at;
     }
 
     fn connection_changed(&mut self, connected: bool) {

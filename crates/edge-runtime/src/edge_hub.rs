@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use edge_hub::{EdgeHub, EdgeHubSettings, UpstreamSettings};
 use edge_scope::{ScopeAuth, ScopeCache, ScopeClient, ScopeIdentity};
@@ -13,16 +13,21 @@ use iothub_auth::SymmetricKey;
 use iothub_types::Identity;
 use mqtt_frontend::{Frontend, FrontendConfig, Sessions};
 use tls::{
-    CertificateAuthority, CertificateValidity, ReloadableCertificateResolver,
+    CertificateAuthority, CertificateValidity, IssuedCertificate, ReloadableCertificateResolver,
     ServerCertificateRequest,
 };
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::{EdgeHubListen, EdgeSettings};
 use crate::identities::ModuleIdentityRecord;
 
-/// How long the edge hub's server certificate is valid; it is renewed at two thirds of that.
+/// How long the edge hub's server certificate is valid (never past the edge CA's own end); it is
+/// renewed at two thirds of that.
 const SERVER_CERTIFICATE_DAYS: u32 = 90;
+
+/// How soon a failed certificate renewal is tried again.
+const CERTIFICATE_RETRY_DELAY: Duration = Duration::from_secs(60);
 
 /// Why the edge hub could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +66,8 @@ fn listen_hint(error: &std::io::Error) -> &'static str {
 pub struct EdgeHubHost {
     hub: EdgeHub,
     tasks: Vec<JoinHandle<()>>,
+    /// Renewed edge CAs for the certificate task, which issues a server certificate from each at once.
+    authorities: mpsc::Sender<CertificateAuthority>,
 }
 
 impl Drop for EdgeHubHost {
@@ -75,6 +82,14 @@ impl EdgeHubHost {
     /// The edge hub.
     pub fn hub(&self) -> &EdgeHub {
         &self.hub
+    }
+
+    /// Serves a server certificate from `authority` (a renewed edge CA) to new handshakes from
+    /// now on, and renews from it later; connections already open keep theirs.
+    pub fn replace_authority(&self, authority: CertificateAuthority) {
+        if self.authorities.try_send(authority).is_err() {
+            tracing::warn!(message = "An edge CA renewal is still pending; this one is skipped.");
+        }
     }
 
     /// Starts the edge hub with the `$edgeHub` module's key.
@@ -101,7 +116,7 @@ impl EdgeHubHost {
         .map_err(|error| EdgeHubStartError::Scope(error.to_string()))?;
 
         let request = server_certificate_request(settings, listen);
-        let certificate = authority.issue_server_certificate(&request)?;
+        let (certificate, first_renewal) = issue_server_certificate(&authority, &request)?;
         let resolver = Arc::new(ReloadableCertificateResolver::new(&certificate)?);
         let mqtt_tls = Arc::new(tls::server_config(
             resolver.clone(),
@@ -171,20 +186,43 @@ impl EdgeHubHost {
             edge_hub::http::serve(https_listener, Arc::new(https_tls), https_hub, frontend).await;
         }));
         let renewing = resolver.clone();
+        let (authorities, mut renewed_authorities) = mpsc::channel::<CertificateAuthority>(1);
         tasks.push(tokio::spawn(async move {
-            let lifetime = Duration::from_secs(u64::from(SERVER_CERTIFICATE_DAYS) * 86_400);
+            let mut authority = authority;
+            let mut renew_at = first_renewal;
             loop {
-                tokio::time::sleep(lifetime * 2 / 3).await;
-                match authority.issue_server_certificate(&request) {
-                    Ok(certificate) => match renewing.replace(&certificate) {
-                        Ok(()) => tracing::info!(message = "Edge hub server certificate renewed in place."),
-                        Err(error) => tracing::warn!(message = "Cannot use the renewed edge hub certificate.", %error),
+                let wait = renew_at
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default();
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    renewed = renewed_authorities.recv() => match renewed {
+                        Some(renewed) => authority = renewed,
+                        None => break,
                     },
-                    Err(error) => tracing::warn!(message = "Cannot renew the edge hub certificate.", %error),
+                }
+                let issued = issue_server_certificate(&authority, &request).and_then(
+                    |(certificate, next_renewal)| {
+                        renewing.replace(&certificate).map(|()| next_renewal)
+                    },
+                );
+                match issued {
+                    Ok(next_renewal) => {
+                        renew_at = next_renewal;
+                        tracing::info!(message = "Edge hub server certificate renewed in place.");
+                    }
+                    Err(error) => {
+                        renew_at = SystemTime::now() + CERTIFICATE_RETRY_DELAY;
+                        tracing::warn!(message = "Cannot renew the edge hub certificate.", %error);
+                    }
                 }
             }
         }));
-        Ok(EdgeHubHost { hub, tasks })
+        Ok(EdgeHubHost {
+            hub,
+            tasks,
+            authorities,
+        })
     }
 
     /// Tells the edge hub the keys of this device's module identities (so modules authenticate
@@ -255,6 +293,24 @@ fn server_certificate_request(
         ip_addresses,
         validity: CertificateValidity::days_from_now(SERVER_CERTIFICATE_DAYS),
     }
+}
+
+/// Issues the server certificate `request` asks for, valid [`SERVER_CERTIFICATE_DAYS`] from now
+/// but never past the end of `authority`'s own certificate, and says when to renew it.
+fn issue_server_certificate(
+    authority: &CertificateAuthority,
+    request: &ServerCertificateRequest,
+) -> Result<(IssuedCertificate, SystemTime), tls::TlsError> {
+    let summary = tls::summarize_certificate(authority.certificate())?;
+    let authority_end = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(u64::try_from(summary.not_after_unix_secs).unwrap_or(0));
+    let mut request = request.clone();
+    request.validity = CertificateValidity::days_from_now(SERVER_CERTIFICATE_DAYS);
+    request.validity.not_after = request.validity.not_after.min(authority_end);
+    let certificate = authority.issue_server_certificate(&request)?;
+    let renew_at =
+        crate::workload::renewal_time(request.validity.not_before, request.validity.not_after);
+    Ok((certificate, renew_at))
 }
 
 #[cfg(test)]

@@ -19,9 +19,6 @@ use crate::identities::IdentityCache;
 /// How long a quickstart edge CA created by the runtime is valid, as Azure's quickstart CA.
 pub const EDGE_CA_VALIDITY_DAYS: u32 = 90;
 
-/// A CA that expires within this time is replaced at start.
-const EDGE_CA_RENEW_BEFORE: Duration = Duration::from_secs(86_400);
-
 /// The edge CA's certificate and key files under the agent directory.
 pub fn edge_ca_paths(agent_dir: &Path) -> (PathBuf, PathBuf) {
     (
@@ -30,9 +27,32 @@ pub fn edge_ca_paths(agent_dir: &Path) -> (PathBuf, PathBuf) {
     )
 }
 
+/// When a certificate valid from `not_before` to `not_after` is renewed: once two thirds of its
+/// lifetime have passed, so that a third of it (30 days of a 90-day CA) is left to hand the renewed
+/// certificate to those who trust it, and to retry if renewing fails.
+pub fn renewal_time(not_before: SystemTime, not_after: SystemTime) -> SystemTime {
+    let lifetime = not_after.duration_since(not_before).unwrap_or_default();
+    not_before + lifetime * 2 / 3
+}
+
+/// When `authority`'s certificate is due for renewal ([`renewal_time`]).
+pub fn edge_ca_renewal_time(authority: &CertificateAuthority) -> Result<SystemTime, tls::TlsError> {
+    let summary = tls::summarize_certificate(authority.certificate())?;
+    let instant = |unix_secs: i64| {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(unix_secs).unwrap_or(0))
+    };
+    Ok(renewal_time(
+        instant(summary.not_before_unix_secs),
+        instant(summary.not_after_unix_secs),
+    ))
+}
+
 /// Loads the quickstart edge CA from `agent_dir`, or creates it (self-signed, ECDSA P-256,
-/// [`EDGE_CA_VALIDITY_DAYS`] days; the key file is mode 0600) when it is missing, unreadable or
-/// about to expire.
+/// [`EDGE_CA_VALIDITY_DAYS`] days; the key file is mode 0600) when it is missing or unreadable.
+///
+/// A CA past its [`renewal_time`] is renewed in place: a new certificate for the same name and
+/// key, valid [`EDGE_CA_VALIDITY_DAYS`] days, so that everything issued before still chains to it.
+/// The running runtime calls this again when the renewal time comes ([`crate::agent`]).
 pub fn load_or_create_edge_ca(
     agent_dir: &Path,
     device_id: &str,
@@ -40,19 +60,28 @@ pub fn load_or_create_edge_ca(
     let (certificate_path, key_path) = edge_ca_paths(agent_dir);
     if let (Ok(certificate), Ok(key)) = (std::fs::read(&certificate_path), std::fs::read(&key_path))
         && let Ok(authority) = CertificateAuthority::from_pem(&certificate, &key)
-        && let Ok(summary) = tls::summarize_certificate(authority.certificate())
+        && let Ok(renew_at) = edge_ca_renewal_time(&authority)
     {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let renew_at = u64::try_from(summary.not_after_unix_secs)
-            .unwrap_or(0)
-            .saturating_sub(EDGE_CA_RENEW_BEFORE.as_secs());
-        if now < renew_at {
+        if SystemTime::now() < renew_at {
             return Ok(authority);
         }
-        tracing::info!(message = "Renewing the edge CA, which expires soon.");
+        match authority.renewed(CertificateValidity::days_from_now(EDGE_CA_VALIDITY_DAYS)) {
+            Ok(renewed) => {
+                tls::write_pem_file(
+                    &certificate_path,
+                    &renewed.certificate_pem(),
+                    tls::FileAccess::WorldReadable,
+                )?;
+                tracing::info!(
+                    message = "Renewed the edge CA certificate (same name and key).",
+                    path = %certificate_path.display()
+                );
+                return Ok(renewed);
+            }
+            Err(error) => {
+                tracing::warn!(message = "Cannot renew the edge CA; replacing it.", %error);
+            }
+        }
     }
     let authority = CertificateAuthority::generate(
         &format!("Outpost edge CA {device_id}"),
@@ -169,8 +198,20 @@ pub fn workload_api(
     hub_ca_pem: &str,
     check: ModuleProcessCheck,
 ) -> Result<WorkloadApi<IdentityCache, ModuleProcessCheck>, tls::TlsError> {
-    let certificates = WorkloadCertificates::new(authority)?.with_extra_trust(hub_ca_pem);
-    Ok(WorkloadApi::new(keys, certificates, check))
+    Ok(WorkloadApi::new(
+        keys,
+        workload_certificates(authority, hub_ca_pem)?,
+        check,
+    ))
+}
+
+/// What the workload API issues from and hands out: the edge CA, and a trust bundle of the edge CA
+/// followed by the hub's CA.
+pub fn workload_certificates(
+    authority: CertificateAuthority,
+    hub_ca_pem: &str,
+) -> Result<WorkloadCertificates, tls::TlsError> {
+    Ok(WorkloadCertificates::new(authority)?.with_extra_trust(hub_ca_pem))
 }
 
 /// What a module is started with: its generation id from the identity cache and its workload
@@ -199,5 +240,102 @@ impl ModuleIdentities for LaunchIdentities {
             generation_id: record.generation_id,
             workload_uri,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn write_ca(agent_dir: &Path, authority: &CertificateAuthority) {
+        let (certificate_path, key_path) = edge_ca_paths(agent_dir);
+        tls::write_pem_file(
+            &certificate_path,
+            &authority.certificate_pem(),
+            tls::FileAccess::WorldReadable,
+        )
+        .expect("write the CA certificate");
+        write_private_file(&key_path, authority.private_key_pem().as_bytes())
+            .expect("write the CA key");
+    }
+
+    fn ca_valid(not_before: SystemTime, lifetime: Duration) -> CertificateAuthority {
+        CertificateAuthority::generate(
+            "Outpost edge CA dev",
+            CertificateValidity {
+                not_before,
+                not_after: not_before + lifetime,
+            },
+        )
+        .expect("a CA")
+    }
+
+    #[test]
+    fn renewal_is_due_two_thirds_into_the_lifetime() {
+        let start = SystemTime::UNIX_EPOCH + 1_000 * DAY;
+        assert_eq!(renewal_time(start, start + 90 * DAY), start + 60 * DAY);
+        assert_eq!(renewal_time(start, start + 3 * DAY), start + 2 * DAY);
+        // A certificate whose end comes before its start is due at once.
+        assert_eq!(renewal_time(start, start - DAY), start);
+    }
+
+    #[test]
+    fn a_missing_ca_is_created_and_one_not_yet_due_is_kept() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let created = load_or_create_edge_ca(directory.path(), "dev").expect("a new CA");
+        let summary = tls::summarize_certificate(created.certificate()).expect("a certificate");
+        assert_eq!(
+            summary.subject_common_name.as_deref(),
+            Some("Outpost edge CA dev")
+        );
+        let lifetime = summary.not_after_unix_secs - summary.not_before_unix_secs;
+        assert_eq!(lifetime, i64::from(EDGE_CA_VALIDITY_DAYS) * 86_400 + 3_600);
+        let again = load_or_create_edge_ca(directory.path(), "dev").expect("the same CA");
+        assert_eq!(again.certificate(), created.certificate());
+        assert_eq!(again.private_key_pem(), created.private_key_pem());
+    }
+
+    #[test]
+    fn a_due_ca_is_renewed_in_place_with_its_key() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let now = SystemTime::now();
+        let due = ca_valid(now - 61 * DAY, 90 * DAY);
+        write_ca(directory.path(), &due);
+        let renewed = load_or_create_edge_ca(directory.path(), "dev").expect("a renewed CA");
+        assert_ne!(renewed.certificate(), due.certificate());
+        assert_eq!(renewed.private_key_pem(), due.private_key_pem());
+        let (certificate_path, key_path) = edge_ca_paths(directory.path());
+        assert_eq!(
+            tls::read_certificates_file(&certificate_path).expect("the CA file"),
+            vec![renewed.certificate().clone()]
+        );
+        assert_eq!(
+            std::fs::read_to_string(key_path).expect("the key file"),
+            due.private_key_pem()
+        );
+        let next = edge_ca_renewal_time(&renewed).expect("a renewal time");
+        assert!(next > now + 59 * DAY && next < now + 61 * DAY, "{next:?}");
+
+        // An expired CA is renewed the same way.
+        let expired = ca_valid(now - 100 * DAY, 90 * DAY);
+        write_ca(directory.path(), &expired);
+        let renewed = load_or_create_edge_ca(directory.path(), "dev").expect("a renewed CA");
+        assert_eq!(renewed.private_key_pem(), expired.private_key_pem());
+        assert!(edge_ca_renewal_time(&renewed).expect("a renewal time") > now);
+    }
+
+    #[test]
+    fn an_unreadable_ca_is_replaced_by_a_new_one() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let (certificate_path, key_path) = edge_ca_paths(directory.path());
+        std::fs::write(&certificate_path, "not a certificate").expect("write");
+        std::fs::write(&key_path, "not a key").expect("write");
+        let created = load_or_create_edge_ca(directory.path(), "dev").expect("a new CA");
+        assert_eq!(
+            tls::read_certificates_file(&certificate_path).expect("the CA file"),
+            vec![created.certificate().clone()]
+        );
     }
 }

@@ -110,7 +110,14 @@ impl CertificateAuthority {
         common_name: &str,
         validity: CertificateValidity,
     ) -> Result<CertificateAuthority, TlsError> {
-        let key_pair = KeyPair::generate()?;
+        CertificateAuthority::self_signed(common_name, validity, KeyPair::generate()?)
+    }
+
+    fn self_signed(
+        common_name: &str,
+        validity: CertificateValidity,
+        key_pair: KeyPair,
+    ) -> Result<CertificateAuthority, TlsError> {
         let mut params = base_params(common_name, validity)?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
@@ -146,6 +153,40 @@ impl CertificateAuthority {
             certificate,
             issuer,
         })
+    }
+
+    /// The same CA with a fresh self-signed certificate valid for `validity`: the same subject
+    /// and the same key, a new serial number.
+    ///
+    /// Certificates issued before stay valid under the renewed certificate (their issuer name
+    /// and signing key are unchanged), and clients that pinned the subject and key (a rustls trust
+    /// anchor) accept certificates issued after. Clients that check the old CA certificate's own
+    /// dates need the renewed one before the old one expires.
+    pub fn renewed(&self, validity: CertificateValidity) -> Result<CertificateAuthority, TlsError> {
+        let subject = |der: &[u8]| -> Result<(Vec<u8>, Option<String>), TlsError> {
+            let (_, certificate) = x509_parser::parse_x509_certificate(der)
+                .map_err(|error| TlsError::InvalidCertificate(error.to_string()))?;
+            let common_name = certificate
+                .subject()
+                .iter_common_name()
+                .next()
+                .and_then(|name| name.as_str().ok())
+                .map(str::to_owned);
+            Ok((certificate.subject().as_raw().to_vec(), common_name))
+        };
+        let (old_subject, common_name) = subject(&self.certificate)?;
+        let common_name = common_name.ok_or_else(|| {
+            TlsError::InvalidCertificate("the CA certificate has no common name".to_owned())
+        })?;
+        let key_pair = KeyPair::from_pem(&self.issuer.key().serialize_pem())?;
+        let renewed = CertificateAuthority::self_signed(&common_name, validity, key_pair)?;
+        // Only a CA named by its common name alone (as this crate makes them) keeps its name.
+        if subject(&renewed.certificate)?.0 != old_subject {
+            return Err(TlsError::InvalidCertificate(
+                "only a CA whose subject is a common name alone can be renewed".to_owned(),
+            ));
+        }
+        Ok(renewed)
     }
 
     /// The CA certificate.

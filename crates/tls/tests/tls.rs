@@ -190,6 +190,74 @@ fn client_chain_verification_accepts_only_the_trusted_ca() {
     assert!(tls::verify_client_chain(signed.end_entity(), &[], &trusted, far_future).is_err());
 }
 
+#[test]
+fn a_renewed_ca_keeps_its_name_and_key_and_both_generations_chain() {
+    let now = std::time::SystemTime::now();
+    let day = std::time::Duration::from_secs(86_400);
+    let old = CertificateAuthority::generate(
+        "Outpost edge CA renewal",
+        CertificateValidity {
+            not_before: now - 60 * day,
+            not_after: now + 30 * day,
+        },
+    )
+    .unwrap();
+    let renewed = old
+        .renewed(CertificateValidity {
+            not_before: now,
+            not_after: now + 90 * day,
+        })
+        .unwrap();
+    assert_ne!(renewed.certificate(), old.certificate());
+    assert_eq!(renewed.private_key_pem(), old.private_key_pem());
+    let old_summary = tls::summarize_certificate(old.certificate()).unwrap();
+    let new_summary = tls::summarize_certificate(renewed.certificate()).unwrap();
+    assert_eq!(
+        new_summary.subject_common_name.as_deref(),
+        Some("Outpost edge CA renewal")
+    );
+    assert!(new_summary.is_ca && new_summary.self_issued);
+    assert!(new_summary.not_after_unix_secs > old_summary.not_after_unix_secs + 59 * 86_400);
+
+    // What either generation issued verifies against the other's certificate: the issuer name and
+    // the signing key did not change.
+    let before = old
+        .issue_client_certificate(&client_request("device-before"))
+        .unwrap();
+    let after = renewed
+        .issue_client_certificate(&client_request("device-after"))
+        .unwrap();
+    let at = tls::UnixTime::now();
+    for issued in [&before, &after] {
+        for root in [old.certificate(), renewed.certificate()] {
+            tls::verify_client_chain(issued.end_entity(), &[], std::slice::from_ref(root), at)
+                .unwrap();
+        }
+    }
+    // Another CA with the same name but its own key is no substitute.
+    let impostor = CertificateAuthority::generate(
+        "Outpost edge CA renewal",
+        CertificateValidity::days_from_now(90),
+    )
+    .unwrap();
+    assert!(
+        tls::verify_client_chain(
+            after.end_entity(),
+            &[],
+            &[impostor.certificate().clone()],
+            at
+        )
+        .is_err()
+    );
+    // The renewed CA also survives PEM files.
+    let reloaded = CertificateAuthority::from_pem(
+        renewed.certificate_pem().as_bytes(),
+        renewed.private_key_pem().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(reloaded.certificate(), renewed.certificate());
+}
+
 struct Handshake {
     protocol_version: rustls::ProtocolVersion,
     server_certificate: tls::CertificateDer<'static>,
