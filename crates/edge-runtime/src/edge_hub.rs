@@ -308,9 +308,7 @@ fn issue_server_certificate(
     request.validity = CertificateValidity::days_from_now(SERVER_CERTIFICATE_DAYS);
     request.validity.not_after = request.validity.not_after.min(authority_end);
     let certificate = authority.issue_server_certificate(&request)?;
-    let renew_at =
-        crate::workload::renewal_time(request.validity.not_before, request.validity.not_after);
-    Ok((certificate, renew_at))
+    Ok((certificate, request.validity.renewal_time()))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use edge_deployment::ModuleName;
 use edge_process::{LaunchIdentity, ModuleIdentities};
@@ -27,30 +27,15 @@ pub fn edge_ca_paths(agent_dir: &Path) -> (PathBuf, PathBuf) {
     )
 }
 
-/// When a certificate valid from `not_before` to `not_after` is renewed: once two thirds of its
-/// lifetime have passed, so that a third of it (30 days of a 90-day CA) is left to hand the renewed
-/// certificate to those who trust it, and to retry if renewing fails.
-pub fn renewal_time(not_before: SystemTime, not_after: SystemTime) -> SystemTime {
-    let lifetime = not_after.duration_since(not_before).unwrap_or_default();
-    not_before + lifetime * 2 / 3
-}
-
-/// When `authority`'s certificate is due for renewal ([`renewal_time`]).
+/// When `authority`'s certificate is due for renewal ([`tls::renewal_time`]).
 pub fn edge_ca_renewal_time(authority: &CertificateAuthority) -> Result<SystemTime, tls::TlsError> {
-    let summary = tls::summarize_certificate(authority.certificate())?;
-    let instant = |unix_secs: i64| {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(unix_secs).unwrap_or(0))
-    };
-    Ok(renewal_time(
-        instant(summary.not_before_unix_secs),
-        instant(summary.not_after_unix_secs),
-    ))
+    tls::certificate_renewal_time(authority.certificate())
 }
 
 /// Loads the quickstart edge CA from `agent_dir`, or creates it (self-signed, ECDSA P-256,
 /// [`EDGE_CA_VALIDITY_DAYS`] days; the key file is mode 0600) when it is missing or unreadable.
 ///
-/// A CA past its [`renewal_time`] is renewed in place: a new certificate for the same name and
+/// A CA past its [`tls::renewal_time`] is renewed in place: a new certificate for the same name and
 /// key, valid [`EDGE_CA_VALIDITY_DAYS`] days, so that everything issued before still chains to it.
 /// The running runtime calls this again when the renewal time comes ([`crate::agent`]).
 pub fn load_or_create_edge_ca(
@@ -245,6 +230,8 @@ impl ModuleIdentities for LaunchIdentities {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const DAY: Duration = Duration::from_secs(86_400);
@@ -270,15 +257,6 @@ mod tests {
             },
         )
         .expect("a CA")
-    }
-
-    #[test]
-    fn renewal_is_due_two_thirds_into_the_lifetime() {
-        let start = SystemTime::UNIX_EPOCH + 1_000 * DAY;
-        assert_eq!(renewal_time(start, start + 90 * DAY), start + 60 * DAY);
-        assert_eq!(renewal_time(start, start + 3 * DAY), start + 2 * DAY);
-        // A certificate whose end comes before its start is due at once.
-        assert_eq!(renewal_time(start, start - DAY), start);
     }
 
     #[test]

@@ -226,6 +226,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     write_private(&owner_path, format!("{owner}\n").as_bytes())?;
 
     let resolver = Arc::new(tls::ReloadableCertificateResolver::new(&material.server)?);
+    tokio::spawn(keep_certificate_fresh(config.clone(), resolver.clone()));
     let mqtt_tls = Arc::new(tls::server_config(
         resolver.clone(),
         tls::ClientCertificates::AcceptAnyOptional,
@@ -270,6 +271,97 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     hub.close().await.context("closing the hub's storage")?;
     Ok(())
+}
+
+/// How often the hub looks at its certificate files, or at the age of the certificate it issued
+/// itself.
+const CERTIFICATE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Keeps the served certificate fresh without a restart: new handshakes get the new one, open
+/// connections keep theirs. With `cert_file`/`key_file` (say, renewed by an ACME client) the files
+/// are read again when they change; a certificate the hub issued from its own CA is issued again
+/// two thirds into its life. SIGHUP reloads at once. A certificate that cannot be loaded (a key
+/// that does not match, a half-written file) is refused with a warning, and the current one stays.
+async fn keep_certificate_fresh(
+    config: HubConfig,
+    resolver: Arc<tls::ReloadableCertificateResolver>,
+) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hangups) => Some(hangups),
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; certificates reload on a timer only");
+            None
+        }
+    };
+    let mut files_seen = certificate_files_stamp(&config);
+    let mut renew_at = tls::certificate_renewal_time(&resolver.current_end_entity()).ok();
+    let mut timer = tokio::time::interval(CERTIFICATE_CHECK_INTERVAL);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    timer.tick().await;
+    loop {
+        let reason = tokio::select! {
+            _ = timer.tick() => {
+                let files_now = certificate_files_stamp(&config);
+                if config.cert_file.is_some() && files_now != files_seen {
+                    "the certificate files changed"
+                } else if config.cert_file.is_none()
+                    && renew_at.is_none_or(|at| std::time::SystemTime::now() >= at)
+                {
+                    "the server certificate is due for renewal"
+                } else {
+                    continue;
+                }
+            }
+            Some(()) = next_hangup(&mut hangups) => "SIGHUP",
+        };
+        files_seen = certificate_files_stamp(&config);
+        let reloaded = server_material(&config).and_then(|material| {
+            resolver
+                .replace(&material.server)
+                .map_err(anyhow::Error::from)
+        });
+        match reloaded {
+            Ok(()) => {
+                let served = resolver.current_end_entity();
+                renew_at = tls::certificate_renewal_time(&served).ok();
+                let not_after = tls::summarize_certificate(&served)
+                    .map(|summary| summary.not_after_unix_secs)
+                    .unwrap_or_default();
+                tracing::info!(
+                    reason,
+                    not_after_unix_secs = not_after,
+                    "server certificate reloaded"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(
+                    reason,
+                    error = format!("{error:#}"),
+                    "cannot reload the server certificate; the current one stays"
+                );
+            }
+        }
+    }
+}
+
+/// When and how big the certificate and key files were last written, if the hub reads them.
+fn certificate_files_stamp(config: &HubConfig) -> Vec<Option<(std::time::SystemTime, u64)>> {
+    [&config.cert_file, &config.key_file]
+        .into_iter()
+        .flatten()
+        .map(|path| {
+            std::fs::metadata(path)
+                .ok()
+                .and_then(|metadata| Some((metadata.modified().ok()?, metadata.len())))
+        })
+        .collect()
+}
+
+async fn next_hangup(hangups: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match hangups {
+        Some(hangups) => hangups.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM, whichever comes first.

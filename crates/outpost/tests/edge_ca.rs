@@ -4,55 +4,17 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, TcpStream};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU8;
 use std::time::{Duration, SystemTime};
 
 use support::edge::{init_edge, tail, wait_for};
-use support::{Hub, next_address};
-use tls::rustls::pki_types::ServerName;
+use support::{Hub, next_address, served_chain};
 use tls::{CertificateAuthority, CertificateDer, CertificateValidity};
 
 static ADDRESSES: AtomicU8 = AtomicU8::new(0);
 
 const EDGE: &str = "edge-ca-renewal";
-
-/// The certificate chain the edge hub at `gateway:8883` serves to a client trusting only `root`.
-fn served_chain(
-    gateway: &str,
-    root: &CertificateDer<'static>,
-) -> Result<Vec<CertificateDer<'static>>, String> {
-    let config =
-        tls::client_config(std::slice::from_ref(root)).map_err(|error| error.to_string())?;
-    let address: IpAddr = gateway.parse().map_err(|error| format!("{error}"))?;
-    let mut connection =
-        tls::rustls::ClientConnection::new(Arc::new(config), ServerName::IpAddress(address.into()))
-            .map_err(|error| error.to_string())?;
-    let mut socket = TcpStream::connect((address, 8883)).map_err(|error| error.to_string())?;
-    socket
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|error| error.to_string())?;
-    while connection.is_handshaking() {
-        connection
-            .complete_io(&mut socket)
-            .map_err(|error| format!("handshake: {error}"))?;
-    }
-    let chain = connection
-        .peer_certificates()
-        .ok_or("no server certificate")?
-        .iter()
-        .map(|certificate| certificate.clone().into_owned())
-        .collect();
-    // Leave politely; the edge hub sees a client that never sent CONNECT.
-    connection.send_close_notify();
-    let _ = connection.complete_io(&mut socket);
-    let _ = socket.flush();
-    let _ = socket.read(&mut [0u8; 1]);
-    Ok(chain)
-}
 
 fn not_after(certificate: &[u8]) -> i64 {
     tls::summarize_certificate(certificate)
@@ -109,7 +71,7 @@ fn the_edge_ca_is_renewed_in_place_and_the_edge_hub_serves_from_it_without_a_res
 
     edge.start();
     let first = wait_for("the edge hub's TLS listener", || {
-        served_chain(&gateway, old_ca.certificate())
+        served_chain(&gateway, 8883, old_ca.certificate())
             .map_err(|error| format!("{error}\nedge log:\n{}", tail(&edge.log(), 20)))
     });
     assert_eq!(
@@ -146,7 +108,7 @@ fn the_edge_ca_is_renewed_in_place_and_the_edge_hub_serves_from_it_without_a_res
 
     // New handshakes get a server certificate from the renewed CA, valid past the old CA's end.
     let second = wait_for("a server certificate from the renewed CA", || {
-        let chain = served_chain(&gateway, &renewed)?;
+        let chain = served_chain(&gateway, 8883, &renewed)?;
         if chain[0] != first[0] && not_after(&chain[0]) > old_end {
             Ok(chain)
         } else {
@@ -155,7 +117,7 @@ fn the_edge_ca_is_renewed_in_place_and_the_edge_hub_serves_from_it_without_a_res
     });
     assert_eq!(
         second[0],
-        served_chain(&gateway, old_ca.certificate()).expect("the old CA's holders")[0]
+        served_chain(&gateway, 8883, old_ca.certificate()).expect("the old CA's holders")[0]
     );
 
     // All of it without a restart.

@@ -32,6 +32,34 @@ impl CertificateValidity {
     }
 }
 
+impl CertificateValidity {
+    /// When a certificate with this validity is renewed: see [`renewal_time`].
+    pub fn renewal_time(&self) -> SystemTime {
+        renewal_time(self.not_before, self.not_after)
+    }
+}
+
+/// When a certificate valid from `not_before` to `not_after` is renewed: once two thirds of its
+/// lifetime have passed, so that a third of it (30 days of 90) is left to hand a renewed CA to
+/// those who trust it, and to retry if renewing fails. A certificate that ends before it starts
+/// is due at once.
+pub fn renewal_time(not_before: SystemTime, not_after: SystemTime) -> SystemTime {
+    let lifetime = not_after.duration_since(not_before).unwrap_or_default();
+    not_before + lifetime * 2 / 3
+}
+
+/// When the DER `certificate` is due for renewal ([`renewal_time`] of its own dates).
+pub fn certificate_renewal_time(certificate: &[u8]) -> Result<SystemTime, TlsError> {
+    let summary = crate::summarize_certificate(certificate)?;
+    let instant = |unix_secs: i64| {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(unix_secs).unwrap_or(0))
+    };
+    Ok(renewal_time(
+        instant(summary.not_before_unix_secs),
+        instant(summary.not_after_unix_secs),
+    ))
+}
+
 /// What a server certificate must cover.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerCertificateRequest {

@@ -22,7 +22,8 @@ mod pem;
 
 pub use authority::{
     CertificateAuthority, CertificateValidity, ClientCertificateRequest, IssuedCertificate,
-    ServerCertificateRequest, self_signed_client_certificate,
+    ServerCertificateRequest, certificate_renewal_time, renewal_time,
+    self_signed_client_certificate,
 };
 pub use config::{
     AcceptAnyClientCertificate, ClientCertificates, ReloadableCertificateResolver, client_config,

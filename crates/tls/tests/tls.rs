@@ -191,6 +191,27 @@ fn client_chain_verification_accepts_only_the_trusted_ca() {
 }
 
 #[test]
+fn renewal_is_due_two_thirds_into_the_lifetime() {
+    let day = std::time::Duration::from_secs(86_400);
+    let start = std::time::SystemTime::UNIX_EPOCH + 1_000 * day;
+    assert_eq!(tls::renewal_time(start, start + 90 * day), start + 60 * day);
+    assert_eq!(tls::renewal_time(start, start + 3 * day), start + 2 * day);
+    assert_eq!(tls::renewal_time(start, start - day), start);
+    let ca = CertificateAuthority::generate(
+        "renewal time",
+        CertificateValidity {
+            not_before: start,
+            not_after: start + 90 * day,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        tls::certificate_renewal_time(ca.certificate()).unwrap(),
+        start + 60 * day
+    );
+}
+
+#[test]
 fn a_renewed_ca_keeps_its_name_and_key_and_both_generations_chain() {
     let now = std::time::SystemTime::now();
     let day = std::time::Duration::from_secs(86_400);

@@ -207,3 +207,42 @@ impl Drop for Hub {
         }
     }
 }
+
+/// The certificate chain the TLS server at `address:port` serves to a client trusting only `root`
+/// (the handshake fails unless the chain verifies against it).
+pub fn served_chain(
+    address: &str,
+    port: u16,
+    root: &tls::CertificateDer<'static>,
+) -> Result<Vec<tls::CertificateDer<'static>>, String> {
+    let config =
+        tls::client_config(std::slice::from_ref(root)).map_err(|error| error.to_string())?;
+    let address: std::net::IpAddr = address.parse().map_err(|error| format!("{error}"))?;
+    let mut connection = tls::rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        tls::rustls::pki_types::ServerName::IpAddress(address.into()),
+    )
+    .map_err(|error| error.to_string())?;
+    let mut socket =
+        std::net::TcpStream::connect((address, port)).map_err(|error| error.to_string())?;
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|error| error.to_string())?;
+    while connection.is_handshaking() {
+        connection
+            .complete_io(&mut socket)
+            .map_err(|error| format!("handshake: {error}"))?;
+    }
+    let chain = connection
+        .peer_certificates()
+        .ok_or("no server certificate")?
+        .iter()
+        .map(|certificate| certificate.clone().into_owned())
+        .collect();
+    // Leave politely; the server sees a client that never sent CONNECT.
+    connection.send_close_notify();
+    let _ = connection.complete_io(&mut socket);
+    let _ = std::io::Write::flush(&mut socket);
+    let _ = std::io::Read::read(&mut socket, &mut [0u8; 1]);
+    Ok(chain)
+}
