@@ -40,8 +40,8 @@ use crate::identities::{IdentityCache, plan_identity_sync};
 use crate::management::{self, ManagementCommand};
 use crate::registry_client::{DeviceRegistryClient, RegistryError};
 use crate::workload::{
-    LaunchIdentities, ModuleProcessCheck, WorkloadSockets, edge_ca_renewal_time,
-    load_or_create_edge_ca, workload_api, workload_certificates,
+    EdgeCaDates, LaunchIdentities, ModuleProcessCheck, WorkloadSockets, load_or_create_edge_ca,
+    workload_api, workload_certificates,
 };
 
 /// A round runs at least this often even when nothing happens.
@@ -170,8 +170,8 @@ struct Agent {
     hub_roots: Vec<tls::CertificateDer<'static>>,
     /// The hub's CA certificates as PEM text (part of the workload trust bundle).
     hub_ca_pem: String,
-    /// When the edge CA is renewed in place (or a failed renewal tried again).
-    edge_ca_renew_at: SystemTime,
+    /// The edge CA's end, and when it is renewed in place (or a failed renewal tried again).
+    edge_ca: EdgeCaDates,
     /// The edge hub once started, or why it could not start.
     edge_hub: Option<EdgeHubHost>,
     edge_hub_failure: Option<String>,
@@ -204,8 +204,8 @@ impl Agent {
             IdentityCache::load(identities_file.clone()).map_err(io_error(&identities_file))?;
         let authority = load_or_create_edge_ca(&agent_dir, settings.device_id.as_str())
             .map_err(|error| AgentError::EdgeCa(error.to_string()))?;
-        let edge_ca_renew_at = edge_ca_renewal_time(&authority)
-            .map_err(|error| AgentError::EdgeCa(error.to_string()))?;
+        let edge_ca =
+            EdgeCaDates::of(&authority).map_err(|error| AgentError::EdgeCa(error.to_string()))?;
         let check = ModuleProcessCheck::default();
         let api = workload_api(cache.clone(), authority, &hub_ca_pem, check.clone())
             .map_err(|error| AgentError::EdgeCa(error.to_string()))?;
@@ -339,7 +339,7 @@ impl Agent {
             started_at: chrono::Utc::now(),
             hub_roots,
             hub_ca_pem,
-            edge_ca_renew_at,
+            edge_ca,
             edge_hub: None,
             edge_hub_failure: None,
         };
@@ -424,7 +424,8 @@ impl Agent {
             delay = delay.min(at.saturating_duration_since(Instant::now()));
         }
         let until_renewal = self
-            .edge_ca_renew_at
+            .edge_ca
+            .renew_at
             .duration_since(SystemTime::now())
             .unwrap_or_default();
         delay.min(until_renewal).max(MINIMUM_TIMER_DELAY)
@@ -434,21 +435,21 @@ impl Agent {
     /// restart: the workload API hands out the new trust bundle and issues from it, and the edge
     /// hub serves a server certificate from it to new handshakes at once.
     fn renew_edge_ca_if_due(&mut self) {
-        if SystemTime::now() < self.edge_ca_renew_at {
+        if SystemTime::now() < self.edge_ca.renew_at {
             return;
         }
         let agent_dir = self.settings.agent_dir();
         let device = self.settings.device_id.as_str();
         let renewed = load_or_create_edge_ca(&agent_dir, device).and_then(|authority| {
-            let renew_at = edge_ca_renewal_time(&authority)?;
+            let dates = EdgeCaDates::of(&authority)?;
             let certificates = workload_certificates(authority, &self.hub_ca_pem)?;
-            Ok((renew_at, certificates))
+            Ok((dates, certificates))
         });
-        let (renew_at, certificates) = match renewed {
+        let (dates, certificates) = match renewed {
             Ok(renewed) => renewed,
             Err(error) => {
                 tracing::warn!(message = "Cannot renew the edge CA; trying again soon.", %error);
-                self.edge_ca_renew_at = SystemTime::now() + EDGE_CA_RETRY_DELAY;
+                self.edge_ca.renew_at = SystemTime::now() + EDGE_CA_RETRY_DELAY;
                 return;
             }
         };
@@ -461,7 +462,7 @@ impl Agent {
                 }
             }
         }
-        self.edge_ca_renew_at = renew_at;
+        self.edge_ca = dates;
     }
 
     fn connection_changed(&mut self, connected: bool) {
@@ -831,8 +832,12 @@ impl Agent {
     async fn report(&mut self) {
         let status = self.last_desired_status();
         let document = self.reported_properties(&status).await;
-        self.status
-            .send_replace(status_document(&self.settings, self.connected, &document));
+        self.status.send_replace(status_document(
+            &self.settings,
+            self.connected,
+            self.edge_ca,
+            &document,
+        ));
         if !self.connected {
             return;
         }
@@ -959,7 +964,12 @@ fn edge_environment(settings: &EdgeSettings) -> EdgeEnvironment {
 
 /// The status document the management API serves: identity, connection, deployment status and
 /// one entry per module (system modules first) with the reported fields and its `name`.
-fn status_document(settings: &EdgeSettings, connected: bool, reported: &Value) -> Value {
+fn status_document(
+    settings: &EdgeSettings,
+    connected: bool,
+    edge_ca: EdgeCaDates,
+    reported: &Value,
+) -> Value {
     let mut modules = Vec::new();
     for section in ["systemModules", "modules"] {
         if let Some(entries) = reported.get(section).and_then(Value::as_object) {
@@ -977,8 +987,18 @@ fn status_document(settings: &EdgeSettings, connected: bool, reported: &Value) -
         "runtime": settings.runtime.as_str(),
         "lastDesiredVersion": reported.get("lastDesiredVersion").cloned().unwrap_or(Value::Null),
         "lastDesiredStatus": reported.get("lastDesiredStatus").cloned().unwrap_or(Value::Null),
+        "edgeCa": {
+            "notAfter": utc_text(edge_ca.not_after),
+            "renewAt": utc_text(edge_ca.renew_at),
+        },
         "modules": modules,
     })
+}
+
+/// An instant as UTC RFC 3339 text, to the second.
+fn utc_text(instant: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(instant)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The hub client of `$edgeAgent`: MQTT over TLS to the hub, tokens signed with the `$edgeAgent`

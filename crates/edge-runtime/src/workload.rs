@@ -27,9 +27,25 @@ pub fn edge_ca_paths(agent_dir: &Path) -> (PathBuf, PathBuf) {
     )
 }
 
-/// When `authority`'s certificate is due for renewal ([`tls::renewal_time`]).
-pub fn edge_ca_renewal_time(authority: &CertificateAuthority) -> Result<SystemTime, tls::TlsError> {
-    tls::certificate_renewal_time(authority.certificate())
+/// When the edge CA certificate ends, and when it is renewed ([`tls::renewal_time`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EdgeCaDates {
+    pub not_after: SystemTime,
+    pub renew_at: SystemTime,
+}
+
+impl EdgeCaDates {
+    /// The dates of `authority`'s certificate.
+    pub fn of(authority: &CertificateAuthority) -> Result<EdgeCaDates, tls::TlsError> {
+        let summary = tls::summarize_certificate(authority.certificate())?;
+        Ok(EdgeCaDates {
+            not_after: SystemTime::UNIX_EPOCH
+                + std::time::Duration::from_secs(
+                    u64::try_from(summary.not_after_unix_secs).unwrap_or(0),
+                ),
+            renew_at: tls::certificate_renewal_time(authority.certificate())?,
+        })
+    }
 }
 
 /// Loads the quickstart edge CA from `agent_dir`, or creates it (self-signed, ECDSA P-256,
@@ -45,9 +61,9 @@ pub fn load_or_create_edge_ca(
     let (certificate_path, key_path) = edge_ca_paths(agent_dir);
     if let (Ok(certificate), Ok(key)) = (std::fs::read(&certificate_path), std::fs::read(&key_path))
         && let Ok(authority) = CertificateAuthority::from_pem(&certificate, &key)
-        && let Ok(renew_at) = edge_ca_renewal_time(&authority)
+        && let Ok(dates) = EdgeCaDates::of(&authority)
     {
-        if SystemTime::now() < renew_at {
+        if SystemTime::now() < dates.renew_at {
             return Ok(authority);
         }
         match authority.renewed(CertificateValidity::days_from_now(EDGE_CA_VALIDITY_DAYS)) {
@@ -293,7 +309,7 @@ mod tests {
             std::fs::read_to_string(key_path).expect("the key file"),
             due.private_key_pem()
         );
-        let next = edge_ca_renewal_time(&renewed).expect("a renewal time");
+        let next = EdgeCaDates::of(&renewed).expect("dates").renew_at;
         assert!(next > now + 59 * DAY && next < now + 61 * DAY, "{next:?}");
 
         // An expired CA is renewed the same way.
@@ -301,7 +317,7 @@ mod tests {
         write_ca(directory.path(), &expired);
         let renewed = load_or_create_edge_ca(directory.path(), "dev").expect("a renewed CA");
         assert_eq!(renewed.private_key_pem(), expired.private_key_pem());
-        assert!(edge_ca_renewal_time(&renewed).expect("a renewal time") > now);
+        assert!(EdgeCaDates::of(&renewed).expect("dates").renew_at > now);
     }
 
     #[test]

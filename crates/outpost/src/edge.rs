@@ -394,6 +394,12 @@ async fn list(config: &ConfigPath, output: ListFormat) -> anyhow::Result<()> {
             "not connected"
         }
     );
+    if let Some(not_after) = status.pointer("/edgeCa/notAfter").and_then(Value::as_str) {
+        println!(
+            "edge CA valid until {not_after}; renewed in place from {}",
+            text(status.pointer("/edgeCa/renewAt"))
+        );
+    }
     Ok(())
 }
 

@@ -120,6 +120,28 @@ fn the_edge_ca_is_renewed_in_place_and_the_edge_hub_serves_from_it_without_a_res
         served_chain(&gateway, 8883, old_ca.certificate()).expect("the old CA's holders")[0]
     );
 
+    // `outpost edge list` shows the renewed CA's dates.
+    let expected_end = chrono::DateTime::from_timestamp(renewed_summary.not_after_unix_secs, 0)
+        .expect("a date")
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    wait_for("the renewed CA in the runtime's status", || {
+        let status = edge.status().ok_or("no status yet")?;
+        match status
+            .pointer("/edgeCa/notAfter")
+            .and_then(|end| end.as_str())
+        {
+            Some(end) if end == expected_end => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let listed = edge.cli_ok(&["list"]);
+    assert!(
+        listed.contains(&format!(
+            "edge CA valid until {expected_end}; renewed in place from "
+        )),
+        "{listed}"
+    );
+
     // All of it without a restart.
     let child = edge.child.as_mut().expect("the runtime was started");
     assert!(
