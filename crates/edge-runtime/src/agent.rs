@@ -202,8 +202,12 @@ impl Agent {
         let identities_file = agent_dir.join("identities.json");
         let cache =
             IdentityCache::load(identities_file.clone()).map_err(io_error(&identities_file))?;
-        let authority = load_or_create_edge_ca(&agent_dir, settings.device_id.as_str())
-            .map_err(|error| AgentError::EdgeCa(error.to_string()))?;
+        let authority = load_or_create_edge_ca(
+            &agent_dir,
+            settings.device_id.as_str(),
+            settings.edge_ca_validity_days,
+        )
+        .map_err(|error| AgentError::EdgeCa(error.to_string()))?;
         let edge_ca =
             EdgeCaDates::of(&authority).map_err(|error| AgentError::EdgeCa(error.to_string()))?;
         let check = ModuleProcessCheck::default();
@@ -440,7 +444,8 @@ impl Agent {
         }
         let agent_dir = self.settings.agent_dir();
         let device = self.settings.device_id.as_str();
-        let renewed = load_or_create_edge_ca(&agent_dir, device).and_then(|authority| {
+        let days = self.settings.edge_ca_validity_days;
+        let renewed = load_or_create_edge_ca(&agent_dir, device, days).and_then(|authority| {
             let dates = EdgeCaDates::of(&authority)?;
             let certificates = workload_certificates(authority, &self.hub_ca_pem)?;
             Ok((dates, certificates))
@@ -455,7 +460,7 @@ impl Agent {
         };
         self.sockets.api().replace_certificates(certificates);
         if let Some(host) = &self.edge_hub {
-            match load_or_create_edge_ca(&agent_dir, device) {
+            match load_or_create_edge_ca(&agent_dir, device, days) {
                 Ok(authority) => host.replace_authority(authority),
                 Err(error) => {
                     tracing::warn!(message = "The edge hub keeps its certificate for now.", %error);
@@ -605,6 +610,7 @@ impl Agent {
         let authority = match load_or_create_edge_ca(
             &self.settings.agent_dir(),
             self.settings.device_id.as_str(),
+            self.settings.edge_ca_validity_days,
         ) {
             Ok(authority) => authority,
             Err(error) => {

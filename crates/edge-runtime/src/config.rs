@@ -13,6 +13,7 @@
 //! workload_socket_dir = "/var/lib/outpost/edge/mnt"
 //! hub_mqtt_port = 8883
 //! hub_https_port = 443
+//! edge_ca_validity_days = 90 # the quickstart edge CA's lifetime; it is renewed two thirds in
 //!
 //! [edge_hub]                 # the local IoT Hub for modules and leaf devices (on by default)
 //! mqtt_addr = "0.0.0.0:8883" # default: the gateway address if it is an IP, port 8883
@@ -37,6 +38,11 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_HUB_MQTT_PORT: u16 = 8883;
 /// The HTTPS port of the hub unless configured otherwise.
 pub const DEFAULT_HUB_HTTPS_PORT: u16 = 443;
+/// How long the quickstart edge CA is valid unless configured otherwise, as Azure's
+/// (`auto_generated_edge_ca_expiry_days`).
+pub const DEFAULT_EDGE_CA_VALIDITY_DAYS: u32 = 90;
+/// The longest edge CA lifetime accepted: ten years.
+pub const MAX_EDGE_CA_VALIDITY_DAYS: u32 = 3650;
 
 /// Which engines run the modules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -90,6 +96,8 @@ pub struct EdgeConfigFile {
     pub hub_mqtt_port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hub_https_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_ca_validity_days: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge_hub: Option<EdgeHubConfigFile>,
 }
@@ -149,6 +157,8 @@ pub struct EdgeSettings {
     pub workload_socket_dir: PathBuf,
     pub hub_mqtt_port: u16,
     pub hub_https_port: u16,
+    /// How long a quickstart edge CA the runtime makes or renews is valid.
+    pub edge_ca_validity_days: u32,
     /// The edge hub, unless disabled.
     pub edge_hub: Option<EdgeHubListen>,
 }
@@ -190,6 +200,7 @@ impl fmt::Debug for EdgeSettings {
             .field("workload_socket_dir", &self.workload_socket_dir)
             .field("hub_mqtt_port", &self.hub_mqtt_port)
             .field("hub_https_port", &self.hub_https_port)
+            .field("edge_ca_validity_days", &self.edge_ca_validity_days)
             .field("edge_hub", &self.edge_hub)
             .finish()
     }
@@ -248,7 +259,20 @@ impl EdgeSettings {
             None => Ok(default),
         };
         let edge_hub = edge_hub_listen(file.edge_hub.as_ref(), &gateway_hostname)?;
+        let edge_ca_validity_days = match file.edge_ca_validity_days {
+            None => DEFAULT_EDGE_CA_VALIDITY_DAYS,
+            Some(days @ 1..=MAX_EDGE_CA_VALIDITY_DAYS) => days,
+            Some(days) => {
+                return Err(ConfigError::Invalid {
+                    key: "edge_ca_validity_days",
+                    message: format!(
+                        "must be between 1 and {MAX_EDGE_CA_VALIDITY_DAYS} days, not {days}"
+                    ),
+                });
+            }
+        };
         Ok(EdgeSettings {
+            edge_ca_validity_days,
             edge_hub,
             hub_hostname,
             device_id,
@@ -291,6 +315,7 @@ impl EdgeSettings {
             workload_socket_dir: Some(self.workload_socket_dir.clone()),
             hub_mqtt_port: Some(self.hub_mqtt_port),
             hub_https_port: Some(self.hub_https_port),
+            edge_ca_validity_days: Some(self.edge_ca_validity_days),
             edge_hub: Some(match &self.edge_hub {
                 None => EdgeHubConfigFile {
                     enabled: Some(false),

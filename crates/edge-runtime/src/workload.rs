@@ -16,9 +16,6 @@ use tls::{CertificateAuthority, CertificateValidity};
 use crate::files::write_private_file;
 use crate::identities::IdentityCache;
 
-/// How long a quickstart edge CA created by the runtime is valid, as Azure's quickstart CA.
-pub const EDGE_CA_VALIDITY_DAYS: u32 = 90;
-
 /// The edge CA's certificate and key files under the agent directory.
 pub fn edge_ca_paths(agent_dir: &Path) -> (PathBuf, PathBuf) {
     (
@@ -48,15 +45,16 @@ impl EdgeCaDates {
     }
 }
 
-/// Loads the quickstart edge CA from `agent_dir`, or creates it (self-signed, ECDSA P-256,
-/// [`EDGE_CA_VALIDITY_DAYS`] days; the key file is mode 0600) when it is missing or unreadable.
+/// Loads the quickstart edge CA from `agent_dir`, or creates it (self-signed, ECDSA P-256, valid
+/// `validity_days`; the key file is mode 0600) when it is missing or unreadable.
 ///
 /// A CA past its [`tls::renewal_time`] is renewed in place: a new certificate for the same name and
-/// key, valid [`EDGE_CA_VALIDITY_DAYS`] days, so that everything issued before still chains to it.
+/// key, valid `validity_days`, so that everything issued before still chains to it.
 /// The running runtime calls this again when the renewal time comes ([`crate::agent`]).
 pub fn load_or_create_edge_ca(
     agent_dir: &Path,
     device_id: &str,
+    validity_days: u32,
 ) -> Result<CertificateAuthority, tls::TlsError> {
     let (certificate_path, key_path) = edge_ca_paths(agent_dir);
     if let (Ok(certificate), Ok(key)) = (std::fs::read(&certificate_path), std::fs::read(&key_path))
@@ -66,7 +64,7 @@ pub fn load_or_create_edge_ca(
         if SystemTime::now() < dates.renew_at {
             return Ok(authority);
         }
-        match authority.renewed(CertificateValidity::days_from_now(EDGE_CA_VALIDITY_DAYS)) {
+        match authority.renewed(CertificateValidity::days_from_now(validity_days)) {
             Ok(renewed) => {
                 tls::write_pem_file(
                     &certificate_path,
@@ -86,7 +84,7 @@ pub fn load_or_create_edge_ca(
     }
     let authority = CertificateAuthority::generate(
         &format!("Outpost edge CA {device_id}"),
-        CertificateValidity::days_from_now(EDGE_CA_VALIDITY_DAYS),
+        CertificateValidity::days_from_now(validity_days),
     )?;
     write_private_file(&key_path, authority.private_key_pem().as_bytes()).map_err(|source| {
         tls::TlsError::Io {
@@ -278,15 +276,15 @@ mod tests {
     #[test]
     fn a_missing_ca_is_created_and_one_not_yet_due_is_kept() {
         let directory = tempfile::tempdir().expect("temporary directory");
-        let created = load_or_create_edge_ca(directory.path(), "dev").expect("a new CA");
+        let created = load_or_create_edge_ca(directory.path(), "dev", 90).expect("a new CA");
         let summary = tls::summarize_certificate(created.certificate()).expect("a certificate");
         assert_eq!(
             summary.subject_common_name.as_deref(),
             Some("Outpost edge CA dev")
         );
         let lifetime = summary.not_after_unix_secs - summary.not_before_unix_secs;
-        assert_eq!(lifetime, i64::from(EDGE_CA_VALIDITY_DAYS) * 86_400 + 3_600);
-        let again = load_or_create_edge_ca(directory.path(), "dev").expect("the same CA");
+        assert_eq!(lifetime, 90 * 86_400 + 3_600);
+        let again = load_or_create_edge_ca(directory.path(), "dev", 90).expect("the same CA");
         assert_eq!(again.certificate(), created.certificate());
         assert_eq!(again.private_key_pem(), created.private_key_pem());
     }
@@ -297,7 +295,7 @@ mod tests {
         let now = SystemTime::now();
         let due = ca_valid(now - 61 * DAY, 90 * DAY);
         write_ca(directory.path(), &due);
-        let renewed = load_or_create_edge_ca(directory.path(), "dev").expect("a renewed CA");
+        let renewed = load_or_create_edge_ca(directory.path(), "dev", 90).expect("a renewed CA");
         assert_ne!(renewed.certificate(), due.certificate());
         assert_eq!(renewed.private_key_pem(), due.private_key_pem());
         let (certificate_path, key_path) = edge_ca_paths(directory.path());
@@ -315,7 +313,7 @@ mod tests {
         // An expired CA is renewed the same way.
         let expired = ca_valid(now - 100 * DAY, 90 * DAY);
         write_ca(directory.path(), &expired);
-        let renewed = load_or_create_edge_ca(directory.path(), "dev").expect("a renewed CA");
+        let renewed = load_or_create_edge_ca(directory.path(), "dev", 90).expect("a renewed CA");
         assert_eq!(renewed.private_key_pem(), expired.private_key_pem());
         assert!(EdgeCaDates::of(&renewed).expect("dates").renew_at > now);
     }
@@ -326,7 +324,7 @@ mod tests {
         let (certificate_path, key_path) = edge_ca_paths(directory.path());
         std::fs::write(&certificate_path, "not a certificate").expect("write");
         std::fs::write(&key_path, "not a key").expect("write");
-        let created = load_or_create_edge_ca(directory.path(), "dev").expect("a new CA");
+        let created = load_or_create_edge_ca(directory.path(), "dev", 90).expect("a new CA");
         assert_eq!(
             tls::read_certificates_file(&certificate_path).expect("the CA file"),
             vec![created.certificate().clone()]

@@ -281,6 +281,7 @@ async fn init(options: InitOptions) -> anyhow::Result<()> {
         workload_socket_dir: None,
         hub_mqtt_port: Some(options.hub_mqtt_port),
         hub_https_port: Some(options.hub_https_port),
+        edge_ca_validity_days: None,
         edge_hub: Some(edge_runtime::EdgeHubConfigFile {
             enabled: Some(!options.edge_hub.no_edge_hub),
             mqtt_addr: options.edge_hub.edge_hub_mqtt_addr,

@@ -7,7 +7,7 @@ const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 fn check(text: &str, expected: Expect) {
     let rendered = match EdgeSettings::from_toml(text) {
         Ok(settings) => format!(
-            "hub={} device={} key_len={} ca={} gateway={} data={} runtime={} sockets={} mqtt={} https={}",
+            "hub={} device={} key_len={} ca={} gateway={} data={} runtime={} sockets={} mqtt={} https={} ca_days={}",
             settings.hub_hostname,
             settings.device_id,
             settings.device_key.as_bytes().len(),
@@ -18,6 +18,7 @@ fn check(text: &str, expected: Expect) {
             settings.workload_socket_dir.display(),
             settings.hub_mqtt_port,
             settings.hub_https_port,
+            settings.edge_ca_validity_days,
         ),
         Err(error) => format!("error: {error}"),
     };
@@ -36,7 +37,7 @@ fn minimal_configuration_takes_defaults() {
     check(
         &minimal(""),
         expect![
-            "hub=hub.local device=edge-1 key_len=32 ca=/etc/outpost/ca.pem gateway=hub.local data=/var/lib/outpost/edge runtime=process sockets=/var/lib/outpost/edge/mnt mqtt=8883 https=443"
+            "hub=hub.local device=edge-1 key_len=32 ca=/etc/outpost/ca.pem gateway=hub.local data=/var/lib/outpost/edge runtime=process sockets=/var/lib/outpost/edge/mnt mqtt=8883 https=443 ca_days=90"
         ],
     );
 }
@@ -45,10 +46,10 @@ fn minimal_configuration_takes_defaults() {
 fn every_key_given() {
     check(
         &minimal(
-            "gateway_hostname = \"edge-1.lan\"\nruntime = \"docker\"\nworkload_socket_dir = \"/run/outpost\"\nhub_mqtt_port = 18883\nhub_https_port = 8443\n",
+            "gateway_hostname = \"edge-1.lan\"\nruntime = \"docker\"\nworkload_socket_dir = \"/run/outpost\"\nhub_mqtt_port = 18883\nhub_https_port = 8443\nedge_ca_validity_days = 365\n",
         ),
         expect![
-            "hub=hub.local device=edge-1 key_len=32 ca=/etc/outpost/ca.pem gateway=edge-1.lan data=/var/lib/outpost/edge runtime=docker sockets=/run/outpost mqtt=18883 https=8443"
+            "hub=hub.local device=edge-1 key_len=32 ca=/etc/outpost/ca.pem gateway=edge-1.lan data=/var/lib/outpost/edge runtime=docker sockets=/run/outpost mqtt=18883 https=8443 ca_days=365"
         ],
     );
 }
@@ -61,7 +62,7 @@ fn connection_string_instead_of_parts() {
              hub_ca_file = \"/ca.pem\"\ndata_dir = \"/data\"\n"
         ),
         expect![
-            "hub=hub.local device=edge-2 key_len=32 ca=/ca.pem gateway=hub.local data=/data runtime=process sockets=/data/mnt mqtt=8883 https=443"
+            "hub=hub.local device=edge-2 key_len=32 ca=/ca.pem gateway=hub.local data=/data runtime=process sockets=/data/mnt mqtt=8883 https=443 ca_days=90"
         ],
     );
     check(
@@ -86,7 +87,7 @@ fn refusals_name_the_key() {
     check(
         &minimal("colour = \"blue\"\n"),
         expect![
-            "error: the configuration is not valid TOML: unknown field `colour`, expected one of `connection_string`, `hub_hostname`, `device_id`, `device_key`, `hub_ca_file`, `gateway_hostname`, `data_dir`, `runtime`, `workload_socket_dir`, `hub_mqtt_port`, `hub_https_port`, `edge_hub`"
+            "error: the configuration is not valid TOML: unknown field `colour`, expected one of `connection_string`, `hub_hostname`, `device_id`, `device_key`, `hub_ca_file`, `gateway_hostname`, `data_dir`, `runtime`, `workload_socket_dir`, `hub_mqtt_port`, `hub_https_port`, `edge_ca_validity_days`, `edge_hub`"
         ],
     );
     check(
@@ -126,6 +127,14 @@ fn refusals_name_the_key() {
     check(
         &minimal("").replace("/var/lib/outpost/edge", "outpost-data/edge"),
         expect!["error: data_dir must be an absolute path, not outpost-data/edge"],
+    );
+    check(
+        &minimal("edge_ca_validity_days = 0\n"),
+        expect!["error: edge_ca_validity_days: must be between 1 and 3650 days, not 0"],
+    );
+    check(
+        &minimal("edge_ca_validity_days = 3651\n"),
+        expect!["error: edge_ca_validity_days: must be between 1 and 3650 days, not 3651"],
     );
     check(
         &minimal("hub_mqtt_port = 0\n"),
