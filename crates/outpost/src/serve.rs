@@ -301,15 +301,15 @@ async fn keep_certificate_fresh(
     loop {
         let reason = tokio::select! {
             _ = timer.tick() => {
-                let files_now = certificate_files_stamp(&config);
-                if config.cert_file.is_some() && files_now != files_seen {
-                    "the certificate files changed"
-                } else if config.cert_file.is_none()
-                    && renew_at.is_none_or(|at| std::time::SystemTime::now() >= at)
-                {
-                    "the server certificate is due for renewal"
-                } else {
-                    continue;
+                let check = CertificateCheck {
+                    user_files: config.cert_file.is_some(),
+                    files_changed: certificate_files_stamp(&config) != files_seen,
+                    renew_at,
+                    now: std::time::SystemTime::now(),
+                };
+                match check.reload_reason() {
+                    Some(reason) => reason,
+                    None => continue,
                 }
             }
             Some(()) = next_hangup(&mut hangups) => "SIGHUP",
@@ -340,6 +340,33 @@ async fn keep_certificate_fresh(
                     "cannot reload the server certificate; the current one stays"
                 );
             }
+        }
+    }
+}
+
+/// What a periodic certificate check looks at.
+#[derive(Clone, Copy, Debug)]
+struct CertificateCheck {
+    /// The certificate comes from `cert_file`/`key_file`, not from the hub's own CA.
+    user_files: bool,
+    /// Those files changed since they were last read.
+    files_changed: bool,
+    /// When the certificate the hub issued itself is due (`None`: its dates cannot be read).
+    renew_at: Option<std::time::SystemTime>,
+    now: std::time::SystemTime,
+}
+
+impl CertificateCheck {
+    /// Why the served certificate should be loaded again, if it should. User files are reloaded
+    /// when they change, never renewed by the hub; its own certificate is renewed when due.
+    fn reload_reason(self) -> Option<&'static str> {
+        if self.user_files {
+            self.files_changed
+                .then_some("the certificate files changed")
+        } else if self.renew_at.is_none_or(|at| self.now >= at) {
+            Some("the server certificate is due for renewal")
+        } else {
+            None
         }
     }
 }
@@ -379,5 +406,51 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::CertificateCheck;
+
+    #[test]
+    fn certificates_reload_when_user_files_change_or_an_own_certificate_falls_due() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let check = |user_files, files_changed, renew_at| {
+            CertificateCheck {
+                user_files,
+                files_changed,
+                renew_at,
+                now,
+            }
+            .reload_reason()
+        };
+        let later = Some(now + Duration::from_secs(60));
+        let earlier = Some(now - Duration::from_secs(60));
+        assert_eq!(
+            check(true, true, later),
+            Some("the certificate files changed")
+        );
+        assert_eq!(
+            check(true, false, earlier),
+            None,
+            "the hub never renews user files"
+        );
+        assert_eq!(check(false, false, later), None);
+        assert_eq!(
+            check(false, false, earlier),
+            Some("the server certificate is due for renewal")
+        );
+        assert_eq!(
+            check(false, false, Some(now)),
+            Some("the server certificate is due for renewal")
+        );
+        assert_eq!(
+            check(false, false, None),
+            Some("the server certificate is due for renewal"),
+            "dates that cannot be read are renewed"
+        );
     }
 }
