@@ -296,19 +296,16 @@ fn server_certificate_request(
 }
 
 /// Issues the server certificate `request` asks for, valid [`SERVER_CERTIFICATE_DAYS`] from now
-/// but never past the end of `authority`'s own certificate, and says when to renew it.
+/// (the CA cuts that to its own end), and says when to renew it.
 fn issue_server_certificate(
     authority: &CertificateAuthority,
     request: &ServerCertificateRequest,
 ) -> Result<(IssuedCertificate, SystemTime), tls::TlsError> {
-    let summary = tls::summarize_certificate(authority.certificate())?;
-    let authority_end = SystemTime::UNIX_EPOCH
-        + Duration::from_secs(u64::try_from(summary.not_after_unix_secs).unwrap_or(0));
     let mut request = request.clone();
     request.validity = CertificateValidity::days_from_now(SERVER_CERTIFICATE_DAYS);
-    request.validity.not_after = request.validity.not_after.min(authority_end);
     let certificate = authority.issue_server_certificate(&request)?;
-    Ok((certificate, request.validity.renewal_time()))
+    let renew_at = tls::certificate_renewal_time(certificate.end_entity())?;
+    Ok((certificate, renew_at))
 }
 
 #[cfg(test)]

@@ -48,15 +48,22 @@ pub fn renewal_time(not_before: SystemTime, not_after: SystemTime) -> SystemTime
     not_before + lifetime * 2 / 3
 }
 
+/// The end of the DER `certificate`'s validity.
+fn certificate_not_after(certificate: &[u8]) -> Result<SystemTime, TlsError> {
+    let summary = crate::summarize_certificate(certificate)?;
+    Ok(unix_instant(summary.not_after_unix_secs))
+}
+
+fn unix_instant(unix_secs: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(unix_secs).unwrap_or(0))
+}
+
 /// When the DER `certificate` is due for renewal ([`renewal_time`] of its own dates).
 pub fn certificate_renewal_time(certificate: &[u8]) -> Result<SystemTime, TlsError> {
     let summary = crate::summarize_certificate(certificate)?;
-    let instant = |unix_secs: i64| {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(unix_secs).unwrap_or(0))
-    };
     Ok(renewal_time(
-        instant(summary.not_before_unix_secs),
-        instant(summary.not_after_unix_secs),
+        unix_instant(summary.not_before_unix_secs),
+        unix_instant(summary.not_after_unix_secs),
     ))
 }
 
@@ -118,9 +125,13 @@ impl Clone for IssuedCertificate {
 }
 
 /// A private, self-signed certificate authority that issues server and client certificates.
+///
+/// **Invariant:** nothing it issues is valid past its own certificate's end.
 pub struct CertificateAuthority {
     certificate: CertificateDer<'static>,
     issuer: Issuer<'static, KeyPair>,
+    /// The end of the CA certificate's validity.
+    not_after: SystemTime,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -154,8 +165,10 @@ impl CertificateAuthority {
             KeyUsagePurpose::DigitalSignature,
         ];
         let certificate = params.self_signed(&key_pair)?;
+        let certificate = certificate.der().clone();
         Ok(CertificateAuthority {
-            certificate: certificate.der().clone(),
+            not_after: certificate_not_after(&certificate)?,
+            certificate,
             issuer: Issuer::new(params, key_pair),
         })
     }
@@ -178,6 +191,7 @@ impl CertificateAuthority {
         let key_pair = KeyPair::from_pem(key_text)?;
         let issuer = Issuer::from_ca_cert_der(&certificate, key_pair)?;
         Ok(CertificateAuthority {
+            not_after: certificate_not_after(&certificate)?,
             certificate,
             issuer,
         })
@@ -237,7 +251,7 @@ impl CertificateAuthority {
         &self,
         request: &ServerCertificateRequest,
     ) -> Result<IssuedCertificate, TlsError> {
-        let mut params = base_params(&request.common_name, request.validity)?;
+        let mut params = base_params(&request.common_name, self.within_lifetime(request.validity))?;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
@@ -264,12 +278,20 @@ impl CertificateAuthority {
         &self,
         request: &ClientCertificateRequest,
     ) -> Result<IssuedCertificate, TlsError> {
-        let mut params = base_params(&request.common_name, request.validity)?;
+        let mut params = base_params(&request.common_name, self.within_lifetime(request.validity))?;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
         self.sign(&params)
+    }
+
+    /// `validity`, ending no later than this CA's certificate.
+    fn within_lifetime(&self, validity: CertificateValidity) -> CertificateValidity {
+        CertificateValidity {
+            not_after: validity.not_after.min(self.not_after),
+            ..validity
+        }
     }
 
     fn sign(&self, params: &CertificateParams) -> Result<IssuedCertificate, TlsError> {

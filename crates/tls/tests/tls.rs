@@ -190,6 +190,61 @@ fn client_chain_verification_accepts_only_the_trusted_ca() {
     assert!(tls::verify_client_chain(signed.end_entity(), &[], &trusted, far_future).is_err());
 }
 
+/// A CA valid from `days_before` days ago until `days_after` days from now.
+fn ca_around_now(common_name: &str, days_before: u32, days_after: u32) -> CertificateAuthority {
+    let now = std::time::SystemTime::now();
+    let day = std::time::Duration::from_secs(86_400);
+    CertificateAuthority::generate(
+        common_name,
+        CertificateValidity {
+            not_before: now - days_before * day,
+            not_after: now + days_after * day,
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn nothing_issued_outlives_its_ca() {
+    let ca = ca_around_now("short-lived CA", 1, 10);
+    let ca_end = tls::summarize_certificate(ca.certificate())
+        .unwrap()
+        .not_after_unix_secs;
+    let end = |issued: &IssuedCertificate| {
+        tls::summarize_certificate(issued.end_entity())
+            .unwrap()
+            .not_after_unix_secs
+    };
+    let long = CertificateValidity::days_from_now(90);
+    let server = ca
+        .issue_server_certificate(&ServerCertificateRequest {
+            common_name: "edge".to_owned(),
+            dns_names: vec!["edge".to_owned()],
+            ip_addresses: Vec::new(),
+            validity: long,
+        })
+        .unwrap();
+    assert_eq!(end(&server), ca_end);
+    let client = |ca: &CertificateAuthority, validity| {
+        ca.issue_client_certificate(&ClientCertificateRequest {
+            validity,
+            ..client_request("device")
+        })
+        .unwrap()
+    };
+    assert_eq!(end(&client(&ca, long)), ca_end);
+    // A shorter request is kept as asked.
+    let short = client(&ca, CertificateValidity::days_from_now(2));
+    assert!(end(&short) < ca_end - 7 * 86_400);
+    // The same holds for a CA loaded from its files.
+    let loaded = CertificateAuthority::from_pem(
+        ca.certificate_pem().as_bytes(),
+        ca.private_key_pem().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(end(&client(&loaded, long)), ca_end);
+}
+
 #[test]
 fn renewal_is_due_two_thirds_into_the_lifetime() {
     let day = std::time::Duration::from_secs(86_400);
@@ -215,14 +270,7 @@ fn renewal_is_due_two_thirds_into_the_lifetime() {
 fn a_renewed_ca_keeps_its_name_and_key_and_both_generations_chain() {
     let now = std::time::SystemTime::now();
     let day = std::time::Duration::from_secs(86_400);
-    let old = CertificateAuthority::generate(
-        "Outpost edge CA renewal",
-        CertificateValidity {
-            not_before: now - 60 * day,
-            not_after: now + 30 * day,
-        },
-    )
-    .unwrap();
+    let old = ca_around_now("Outpost edge CA renewal", 60, 30);
     let renewed = old
         .renewed(CertificateValidity {
             not_before: now,
