@@ -208,8 +208,7 @@ impl Agent {
             settings.edge_ca_validity_days,
         )
         .map_err(|error| AgentError::EdgeCa(error.to_string()))?;
-        let edge_ca =
-            EdgeCaDates::of(&authority).map_err(|error| AgentError::EdgeCa(error.to_string()))?;
+        let edge_ca = EdgeCaDates::of(&authority);
         let check = ModuleProcessCheck::default();
         let api = workload_api(cache.clone(), authority, &hub_ca_pem, check.clone())
             .map_err(|error| AgentError::EdgeCa(error.to_string()))?;
@@ -446,7 +445,7 @@ impl Agent {
         let device = self.settings.device_id.as_str();
         let days = self.settings.edge_ca_validity_days;
         let renewed = load_or_create_edge_ca(&agent_dir, device, days).and_then(|authority| {
-            let dates = EdgeCaDates::of(&authority)?;
+            let dates = EdgeCaDates::of(&authority);
             let certificates = workload_certificates(authority, &self.hub_ca_pem)?;
             Ok((dates, certificates))
         });

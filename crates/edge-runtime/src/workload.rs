@@ -33,15 +33,12 @@ pub struct EdgeCaDates {
 
 impl EdgeCaDates {
     /// The dates of `authority`'s certificate.
-    pub fn of(authority: &CertificateAuthority) -> Result<EdgeCaDates, tls::TlsError> {
-        let summary = tls::summarize_certificate(authority.certificate())?;
-        Ok(EdgeCaDates {
-            not_after: SystemTime::UNIX_EPOCH
-                + std::time::Duration::from_secs(
-                    u64::try_from(summary.not_after_unix_secs).unwrap_or(0),
-                ),
-            renew_at: tls::certificate_renewal_time(authority.certificate())?,
-        })
+    pub fn of(authority: &CertificateAuthority) -> EdgeCaDates {
+        let validity = authority.validity();
+        EdgeCaDates {
+            not_after: validity.not_after,
+            renew_at: validity.renewal_time(),
+        }
     }
 }
 
@@ -59,9 +56,8 @@ pub fn load_or_create_edge_ca(
     let (certificate_path, key_path) = edge_ca_paths(agent_dir);
     if let (Ok(certificate), Ok(key)) = (std::fs::read(&certificate_path), std::fs::read(&key_path))
         && let Ok(authority) = CertificateAuthority::from_pem(&certificate, &key)
-        && let Ok(dates) = EdgeCaDates::of(&authority)
     {
-        if SystemTime::now() < dates.renew_at {
+        if SystemTime::now() < EdgeCaDates::of(&authority).renew_at {
             return Ok(authority);
         }
         match authority.renewed(CertificateValidity::days_from_now(validity_days)) {
@@ -307,7 +303,7 @@ mod tests {
             std::fs::read_to_string(key_path).expect("the key file"),
             due.private_key_pem()
         );
-        let next = EdgeCaDates::of(&renewed).expect("dates").renew_at;
+        let next = EdgeCaDates::of(&renewed).renew_at;
         assert!(next > now + 59 * DAY && next < now + 61 * DAY, "{next:?}");
 
         // An expired CA is renewed the same way.
@@ -315,7 +311,7 @@ mod tests {
         write_ca(directory.path(), &expired);
         let renewed = load_or_create_edge_ca(directory.path(), "dev", 90).expect("a renewed CA");
         assert_eq!(renewed.private_key_pem(), expired.private_key_pem());
-        assert!(EdgeCaDates::of(&renewed).expect("dates").renew_at > now);
+        assert!(EdgeCaDates::of(&renewed).renew_at > now);
     }
 
     #[test]

@@ -48,10 +48,13 @@ pub fn renewal_time(not_before: SystemTime, not_after: SystemTime) -> SystemTime
     not_before + lifetime * 2 / 3
 }
 
-/// The end of the DER `certificate`'s validity.
-fn certificate_not_after(certificate: &[u8]) -> Result<SystemTime, TlsError> {
+/// The validity the DER `certificate` states.
+fn certificate_validity(certificate: &[u8]) -> Result<CertificateValidity, TlsError> {
     let summary = crate::summarize_certificate(certificate)?;
-    Ok(unix_instant(summary.not_after_unix_secs))
+    Ok(CertificateValidity {
+        not_before: unix_instant(summary.not_before_unix_secs),
+        not_after: unix_instant(summary.not_after_unix_secs),
+    })
 }
 
 fn unix_instant(unix_secs: i64) -> SystemTime {
@@ -60,11 +63,7 @@ fn unix_instant(unix_secs: i64) -> SystemTime {
 
 /// When the DER `certificate` is due for renewal ([`renewal_time`] of its own dates).
 pub fn certificate_renewal_time(certificate: &[u8]) -> Result<SystemTime, TlsError> {
-    let summary = crate::summarize_certificate(certificate)?;
-    Ok(renewal_time(
-        unix_instant(summary.not_before_unix_secs),
-        unix_instant(summary.not_after_unix_secs),
-    ))
+    Ok(certificate_validity(certificate)?.renewal_time())
 }
 
 /// What a server certificate must cover.
@@ -130,8 +129,8 @@ impl Clone for IssuedCertificate {
 pub struct CertificateAuthority {
     certificate: CertificateDer<'static>,
     issuer: Issuer<'static, KeyPair>,
-    /// The end of the CA certificate's validity.
-    not_after: SystemTime,
+    /// The validity its certificate states (to the second).
+    validity: CertificateValidity,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -167,7 +166,7 @@ impl CertificateAuthority {
         let certificate = params.self_signed(&key_pair)?;
         let certificate = certificate.der().clone();
         Ok(CertificateAuthority {
-            not_after: certificate_not_after(&certificate)?,
+            validity: certificate_validity(&certificate)?,
             certificate,
             issuer: Issuer::new(params, key_pair),
         })
@@ -191,7 +190,7 @@ impl CertificateAuthority {
         let key_pair = KeyPair::from_pem(key_text)?;
         let issuer = Issuer::from_ca_cert_der(&certificate, key_pair)?;
         Ok(CertificateAuthority {
-            not_after: certificate_not_after(&certificate)?,
+            validity: certificate_validity(&certificate)?,
             certificate,
             issuer,
         })
@@ -229,6 +228,11 @@ impl CertificateAuthority {
             ));
         }
         Ok(renewed)
+    }
+
+    /// When the CA certificate is valid, as it states it.
+    pub fn validity(&self) -> CertificateValidity {
+        self.validity
     }
 
     /// The CA certificate.
@@ -289,7 +293,7 @@ impl CertificateAuthority {
     /// `validity`, ending no later than this CA's certificate.
     fn within_lifetime(&self, validity: CertificateValidity) -> CertificateValidity {
         CertificateValidity {
-            not_after: validity.not_after.min(self.not_after),
+            not_after: validity.not_after.min(self.validity.not_after),
             ..validity
         }
     }
